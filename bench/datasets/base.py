@@ -115,6 +115,8 @@ class SourceData:
     augment: AugmentDefaults
     mean: tuple[float, ...] = field(default=(0.5,))
     std: tuple[float, ...] = field(default=(0.5,))
+    # Natural teacher tasks (``tasks: natural``), e.g. one group per merged dataset.
+    groups: list[list[int]] | None = None
 
     @property
     def num_classes(self) -> int:

@@ -31,7 +31,11 @@ def digits(root=None, test_fraction: float = 0.2, split_seed: int = 0) -> Source
         load_size=8,
         # 8 px: gentle crops, no flips (a flipped digit is another symbol), light blur.
         augment=AugmentDefaults(
-            image_size=8, crop_scale=(0.7, 1.0), flip=0.0, jitter=0.3, blur=0.3,
+            image_size=8,
+            crop_scale=(0.7, 1.0),
+            flip=0.0,
+            jitter=0.3,
+            blur=0.3,
             blur_sigma=(0.1, 0.6),
         ),
         mean=(0.5,),

@@ -1,0 +1,163 @@
+"""``python -m bench run|ls|table``: thin commands over the harness modules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a suite (skips runs already finished)")
+    p.add_argument("suite", type=Path, help="suite YAML, e.g. suites/quick.yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a dotted key, e.g. --set optim.epochs=5 --set methods.2.params.T=4",
+    )
+    p.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the suite's seeds")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
+    p.add_argument("--launcher", choices=["serial", "process", "ray"], default="serial")
+    p.add_argument("--workers", type=int, default=2, help="processes for --launcher process")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_ls(sub) -> None:
+    sub.add_parser("ls", help="list registered methods, datasets and models")
+
+
+def _add_table(sub) -> None:
+    p = sub.add_parser("table", help="aggregate a suite's results into a table")
+    p.add_argument(
+        "source",
+        help="a suite results dir (results/<suite>) or, with --mlflow, an MLflow experiment name",
+    )
+    p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
+    p.add_argument("--out", type=Path, default=None, help="write to this file (atomically)")
+    p.add_argument("--per-task", action="store_true", help="T1..TN and Merge columns (Table 5)")
+    p.add_argument(
+        "--reference", choices=["paper"], default=None, help="add the paper's published numbers"
+    )
+    p.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--caption", default=None)
+    p.add_argument("--label", default=None)
+    p.add_argument("--mlflow", action="store_true", help="read from an MLflow experiment")
+    p.add_argument("--tracking-uri", default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="ka-bench: knowledge-amalgamation benchmark and ablation harness",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_ls(sub)
+    _add_table(sub)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from bench.config import load_suite
+    from bench.plan import expand
+    from bench.runtime import configure_threads
+    from bench.store import RunStore
+    from bench.suite import describe_plan, run_suite
+
+    suite = load_suite(args.suite, args.overrides)
+    results = args.results.resolve()
+    if args.dry_run:
+        runs = expand(suite, args.seeds)
+        print(f"suite {suite.name}: {args.suite} -> {results / suite.name}")
+        print(describe_plan(runs, RunStore(results / suite.name), results))
+        return 0
+    configure_threads()
+    outcome = run_suite(
+        suite,
+        results,
+        device=args.device,
+        seeds=args.seeds,
+        launcher=args.launcher,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(
+        f"\n{len(outcome.ran)} run(s) done, {len(outcome.skipped)} skipped (already "
+        f"finished), {len(outcome.failed)} failed; results in {outcome.suite_dir}"
+    )
+    if outcome.table:
+        print()
+        print(outcome.table)
+    return 1 if outcome.failed else 0
+
+
+def cmd_ls(args) -> int:
+    from bench.datasets import DATASETS
+    from bench.models import MODELS
+    from methods import METHODS
+
+    for title, reg in [("methods", METHODS), ("datasets", DATASETS), ("models", MODELS)]:
+        print(f"{title}:")
+        for name in reg.names():
+            obj = reg.get(name)
+            doc = (obj.__doc__ or "").strip().splitlines()
+            print(f"  {name:16} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_table(args) -> int:
+    from bench import report
+
+    text = report.render_table(
+        args.source,
+        fmt=args.format,
+        out=args.out,
+        per_task=args.per_task,
+        reference=args.reference,
+        test=args.test,
+        alpha=args.alpha,
+        caption=args.caption,
+        label=args.label,
+        mlflow=args.mlflow,
+        tracking_uri=args.tracking_uri,
+    )
+    if args.out is None:
+        print(text)
+    else:
+        print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "table": cmd_table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (BenchError, KeyError, ValueError, OSError) as exc:
+        from bench.datasets import DatasetError
+        from bench.registry import UnknownNameError
+
+        if not isinstance(exc, BenchError | DatasetError | UnknownNameError | FileNotFoundError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are saved; re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Suite YAML -> validated :class:`SuiteConfig` (pydantic), with dotted ``--set`` overrides.
+
+Every section forbids unknown keys; every error becomes one :class:`ConfigError` line that
+names the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bench.errors import ConfigError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AugmentConfig(Strict):
+    """Overrides of a dataset's default view recipe (``bench.datasets.AugmentDefaults``)."""
+
+    image_size: PositiveInt | None = None
+    crop_scale: tuple[float, float] | None = None
+    flip: Annotated[float, Field(ge=0, le=1)] | None = None
+    jitter: Annotated[float, Field(ge=0)] | None = None
+    blur: Annotated[float, Field(ge=0, le=1)] | None = None
+    blur_sigma: tuple[float, float] | None = None
+
+
+class DatasetConfig(Strict):
+    """One column of a table: a dataset and how its classes split into teacher tasks."""
+
+    name: str
+    id: str | None = None  # column label; default: name
+    root: str | None = None
+    params: dict[str, Any] = {}
+    # "halves" | "natural" (the loader's own groups, e.g. one per merged dataset)
+    # | explicit class lists (indices or class names), one per teacher
+    tasks: Literal["halves", "natural"] | list[list[int | str]] = "halves"
+    val_fraction: Fraction = 0.1
+    split_seed: int = 0
+    augment: AugmentConfig = AugmentConfig()
+
+    @property
+    def column(self) -> str:
+        return self.id or self.name
+
+
+class ModelConfig(Strict):
+    arch: str
+    pretrained: str | None = None  # local checkpoint path only; never downloaded
+    params: dict[str, Any] = {}
+
+
+class OptimConfig(Strict):
+    """Optimisation recipe (methods.md defaults: Adam, lr 5e-4, cosine, wd 5e-4, batch 64)."""
+
+    epochs: PositiveInt = 100
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 5e-4
+    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
+    schedule: Literal["cosine", "constant"] = "cosine"
+
+
+class TeacherConfig(Strict):
+    """How teachers are trained (with labels, on their own classes). ``arch`` is one name
+    for all teachers or one per task (heterogeneous teachers)."""
+
+    arch: str | list[str]
+    pretrained: str | list[str | None] | None = None
+    params: dict[str, Any] = {}
+    optim: OptimConfig = OptimConfig(epochs=30, lr=1e-3)
+    seed: int = 0
+
+
+class MethodConfig(Strict):
+    """A row (or, with ``grid``, a family of rows) of the table."""
+
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = {}
+    # Cartesian grid: method params by name, or "student.arch" / "optim.lr" style keys.
+    grid: dict[str, list[Any]] = {}
+    student: ModelConfig | None = None
+    optim: OptimConfig | None = None
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_lists_not_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if not values:
+                raise ValueError(f"grid key {key!r} has no values")
+        return grid
+
+
+class SuiteConfig(Strict):
+    name: str
+    description: str = ""
+    seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    datasets: list[DatasetConfig] = Field(min_length=1)
+    teachers: TeacherConfig
+    student: ModelConfig
+    optim: OptimConfig = OptimConfig()
+    methods: list[MethodConfig] = Field(min_length=1)
+    num_workers: Annotated[int, Field(ge=0)] = 0
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; one-line errors name the file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``dotted.key=value`` (value parsed as YAML) in place; list items by index."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment!r}: expected key=value")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from None
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        node = _child(node, part, ".".join(parts[: i + 1]), create=True)
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, key)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping or list")
+
+
+def _index(node: list, part: str, key: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise ConfigError(f"--set {key}: {part!r} is not an index of a list of {len(node)}")
+    return int(part)
+
+
+def _child(node: Any, part: str, key: str, create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, key)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"--set {key}: parent is not a mapping or list")
+    if node.get(part) is None and create:
+        node[part] = {}
+    return node[part]
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """First pydantic error as ``source: dotted.key: message`` (+ how many more)."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    value = first.get("input")
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    elif not isinstance(value, dict | list) and value is not None:
+        msg = f"{msg} (got {value!r})"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{source}: {loc}: {msg}{more}"
+
+
+def validate_suite(data: dict[str, Any], source: str) -> SuiteConfig:
+    try:
+        return SuiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_suite(path: str | Path, overrides: list[str] | None = None) -> SuiteConfig:
+    """Load, override and validate a suite file; names are checked by :mod:`bench.plan`."""
+    path = Path(path)
+    data = read_yaml(path)
+    data.setdefault("name", path.stem)
+    data = copy.deepcopy(data)
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    return validate_suite(data, str(path))

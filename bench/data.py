@@ -1,0 +1,192 @@
+"""From a dataset config to what a run needs: union label layout, train / val / test
+splits (labels in union order), per-teacher training sets and the view maker.
+
+methods.md "Setting": the union label space orders classes teacher by teacher; classes in
+no task are dropped; the labelled validation split is carved (stratified, seeded) from the
+training images and never overlaps the test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from bench.config import DatasetConfig
+from bench.datasets import DATASETS, LabelledImages, SourceData, TensorImages
+from bench.errors import ConfigError
+from bench.views import Views
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Teacher tasks as source class indices, and the union label order they induce."""
+
+    tasks: tuple[tuple[int, ...], ...]
+    class_names: tuple[str, ...]  # union order
+
+    @property
+    def num_classes(self) -> int:
+        return sum(len(t) for t in self.tasks)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(t) for t in self.tasks]
+
+    def task_slice(self, t: int) -> slice:
+        start = sum(self.sizes[:t])
+        return slice(start, start + self.sizes[t])
+
+    def source_to_union(self, num_source: int) -> torch.Tensor:
+        """Lookup table: source class index -> union label (-1 for dropped classes)."""
+        table = torch.full((num_source,), -1, dtype=torch.long)
+        order = [c for task in self.tasks for c in task]
+        table[torch.tensor(order)] = torch.arange(len(order))
+        return table
+
+
+def resolve_tasks(spec: str | list, source: SourceData, groups=None) -> Layout:
+    """``halves`` | ``natural`` | explicit class lists (indices or names) -> :class:`Layout`."""
+    n, names = source.num_classes, source.class_names
+    if spec == "halves":
+        tasks = [list(range(n // 2)), list(range(n // 2, n))]
+    elif spec == "natural":
+        if not groups:
+            raise ConfigError("tasks: 'natural' needs a dataset that defines groups (e.g. merge)")
+        tasks = [list(g) for g in groups]
+    else:
+        tasks = [[_class_index(c, names) for c in task] for task in spec]
+    flat = [c for t in tasks for c in t]
+    if len(set(flat)) != len(flat):
+        raise ConfigError("tasks: a class appears in more than one teacher task")
+    if any(len(t) < 2 for t in tasks) or len(tasks) < 1:
+        raise ConfigError("tasks: every teacher task needs at least 2 classes")
+    return Layout(tuple(tuple(t) for t in tasks), tuple(names[c] for c in flat))
+
+
+def _class_index(c: int | str, names: list[str]) -> int:
+    if isinstance(c, int):
+        if not 0 <= c < len(names):
+            raise ConfigError(f"tasks: class index {c} is out of range 0..{len(names) - 1}")
+        return c
+    if c not in names:
+        raise ConfigError(f"tasks: unknown class name {c!r}")
+    return names.index(c)
+
+
+def stratified_carve(labels: torch.Tensor, fraction: float, seed: int) -> tuple[list, list]:
+    """Split indices per class: ``round(fraction * n_c)`` to the second part, seeded."""
+    rng = np.random.default_rng(seed)
+    keep, carved = [], []
+    labels_np = labels.numpy()
+    for c in np.unique(labels_np):
+        idx = np.flatnonzero(labels_np == c)
+        rng.shuffle(idx)
+        k = int(round(fraction * len(idx)))
+        carved.extend(idx[:k].tolist())
+        keep.extend(idx[k:].tolist())
+    return sorted(keep), sorted(carved)
+
+
+@lru_cache(maxsize=8)
+def _load_source_cached(name: str, root: str | None, params_json: str) -> SourceData:
+    return DATASETS.get(name)(root=root, **json.loads(params_json))
+
+
+def load_source(cfg: DatasetConfig) -> SourceData:
+    """Call the registered loader (memoised per process: a suite reuses it across runs)."""
+    return _load_source_cached(cfg.name, cfg.root, json.dumps(cfg.params, sort_keys=True))
+
+
+def _relabel(images: LabelledImages, table: torch.Tensor) -> LabelledImages:
+    """Keep the images whose class is in some task, with labels mapped to union order."""
+    mapped = table[images.labels]
+    keep = torch.nonzero(mapped >= 0).flatten()
+    subset = images.subset(keep)
+    subset.labels = mapped[keep]
+    return subset
+
+
+@dataclass
+class PreparedData:
+    layout: Layout
+    train: LabelledImages  # union labels, val removed
+    val: LabelledImages | None
+    test: LabelledImages
+    views: Views
+    channels: int
+    image_size: int
+
+    def task_train(self, t: int) -> LabelledImages:
+        """Training images of task ``t``, labels local to the task (0..k-1)."""
+        sl = self.layout.task_slice(t)
+        keep = torch.nonzero((self.train.labels >= sl.start) & (self.train.labels < sl.stop))
+        subset = self.train.subset(keep.flatten())
+        subset.labels = subset.labels - sl.start
+        return subset
+
+    def task_val(self, t: int) -> LabelledImages | None:
+        if self.val is None:
+            return None
+        sl = self.layout.task_slice(t)
+        keep = torch.nonzero((self.val.labels >= sl.start) & (self.val.labels < sl.stop))
+        subset = self.val.subset(keep.flatten())
+        subset.labels = subset.labels - sl.start
+        return subset
+
+
+def prepare(cfg: DatasetConfig, tasks: Any | None = None) -> PreparedData:
+    """Load the dataset named by ``cfg`` and lay it out for amalgamation."""
+    source = load_source(cfg)
+    layout = resolve_tasks(cfg.tasks if tasks is None else tasks, source, source.groups)
+    table = layout.source_to_union(source.num_classes)
+    train, test = _relabel(source.train, table), _relabel(source.test, table)
+    val = None
+    if cfg.val_fraction > 0:
+        keep, carved = stratified_carve(train.labels, cfg.val_fraction, cfg.split_seed)
+        train, val = train.subset(keep), train.subset(carved)
+    overrides = {k: v for k, v in cfg.augment.model_dump().items() if v is not None}
+    augment = dataclasses.replace(source.augment, **overrides)
+    views = Views(augment, source.load_size, source.mean, source.std)
+    return PreparedData(layout, train, val, test, views, source.channels, augment.image_size)
+
+
+def iterate_batches(
+    images: LabelledImages,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(uint8 images, labels)`` batches. In-memory images are sliced directly
+    (no per-item Python overhead); files go through a DataLoader with workers."""
+    n = len(images)
+    if drop_last and n < batch_size:
+        drop_last = False  # tiny splits: still one (smaller) batch per epoch
+    if isinstance(images, TensorImages):
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            idx = order[start : start + batch_size]
+            yield images.images[idx], images.labels[idx]
+        return
+    loader = DataLoader(
+        images,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+    yield from loader

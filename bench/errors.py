@@ -1,0 +1,9 @@
+"""Errors the CLI turns into one line and a non-zero exit (no traceback)."""
+
+
+class BenchError(Exception):
+    """Base for user-facing errors: bad config, missing file, failed dataset load."""
+
+
+class ConfigError(BenchError):
+    """A suite or tune file (or a --set override) does not validate."""

@@ -1,0 +1,147 @@
+"""Model registry: every model returns the last stage's feature map, the pooled feature and
+the logits (``ModelOutput``), which is all the losses of methods.md need."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from bench.errors import BenchError
+from bench.registry import Registry
+
+MODELS = Registry("model")
+
+
+class ModelOutput(NamedTuple):
+    fmap: torch.Tensor  # B x C x h x w, last backbone stage, before pooling
+    feat: torch.Tensor  # B x C, globally average-pooled fmap
+    logits: torch.Tensor  # B x num_classes
+
+
+class Classifier(nn.Module):
+    """Backbone + global average pooling + linear head."""
+
+    def __init__(self, backbone: nn.Module, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.feature_channels = channels
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        fmap = self.backbone(x)
+        feat = fmap.mean(dim=(2, 3))
+        return ModelOutput(fmap, feat, self.fc(feat))
+
+
+def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+@MODELS.register("small_cnn")
+def small_cnn(
+    num_classes: int, in_channels: int = 3, image_size: int = 32, width: int = 32
+) -> Classifier:
+    """Three conv stages (width, 2x, 4x); stride-2 between stages while the map is > 4 px,
+    so 8 px digits end at 4x4 and 32 px images at 8x8."""
+    downs = max(0, min(2, int(math.log2(max(image_size, 4) / 4))))
+    strides = [1] + [2 if i < downs else 1 for i in range(2)]
+    chans = [width, 2 * width, 4 * width]
+    layers, cin = [], in_channels
+    for cout, stride in zip(chans, strides):
+        layers += [_conv_bn(cin, cout, stride), _conv_bn(cout, cout, 1)]
+        cin = cout
+    return Classifier(nn.Sequential(*layers), chans[-1], num_classes)
+
+
+def _torchvision_resnet(
+    depth: int, num_classes: int, in_channels: int, image_size: int, small_input: bool | None
+) -> Classifier:
+    from bench.compat import import_torchvision
+
+    tv = import_torchvision()
+    net = getattr(tv.models, f"resnet{depth}")(weights=None)
+    if small_input is None:
+        small_input = image_size <= 64
+    if small_input:  # CIFAR-style stem: keep resolution for 32 px inputs
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    channels = net.fc.in_features
+    body = nn.Sequential(
+        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+    )
+    return Classifier(body, channels, num_classes)
+
+
+def _register_resnet(depth: int) -> None:
+    @MODELS.register(f"resnet{depth}")
+    def build(
+        num_classes: int, in_channels: int = 3, image_size: int = 224, small_input=None
+    ) -> Classifier:
+        return _torchvision_resnet(depth, num_classes, in_channels, image_size, small_input)
+
+    build.__doc__ = f"torchvision ResNet-{depth} (``small_input``: 3x3 stem, no max-pool)."
+
+
+for _depth in (18, 34, 50):
+    _register_resnet(_depth)
+
+
+def load_pretrained(model: Classifier, path: str) -> None:
+    """Load a local checkpoint (a state dict, torchvision or this harness's naming) into
+    ``model``; tensors whose shapes do not match (e.g. the classifier) are skipped."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise BenchError(f"pretrained: {file}: no such file")
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    own = model.state_dict()
+    tv_names = _torchvision_names(model)
+    matched = 0
+    for name, tensor in state.items():
+        target = name if name in own else tv_names.get(name)
+        if target is not None and own[target].shape == tensor.shape:
+            own[target] = tensor
+            matched += 1
+    if matched == 0:
+        raise BenchError(f"pretrained: {file}: no tensor matches the model's parameters")
+    model.load_state_dict(own)
+
+
+def _torchvision_names(model: Classifier) -> dict[str, str]:
+    """Map torchvision ResNet names (``layer1.0.conv1.weight``) to ours (``backbone.4...``)."""
+    order = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    out = {}
+    for name in model.state_dict():
+        if name.startswith("backbone."):
+            idx, _, rest = name[len("backbone.") :].partition(".")
+            if idx.isdigit() and int(idx) < len(order):
+                out[f"{order[int(idx)]}.{rest}".rstrip(".")] = name
+        else:
+            out[name] = name
+    return out
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    pretrained: str | None = None,
+    **params,
+) -> Classifier:
+    """Build a registered model by name (and load a local pretrained checkpoint if given)."""
+    model = MODELS.get(arch)(
+        num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params
+    )
+    if pretrained:
+        load_pretrained(model, pretrained)
+    return model

@@ -1,0 +1,142 @@
+"""Execute one planned run: data -> teachers -> method -> fit -> evaluate -> record."""
+
+from __future__ import annotations
+
+import platform
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.data import prepare
+from bench.evaluate import evaluate
+from bench.models import build_model
+from bench.plan import PlannedRun
+from bench.runtime import seed_everything
+from bench.teachers import get_teacher
+from bench.train import EpochCallback, fit
+from methods import METHODS, MethodContext
+
+
+def build_record(run: PlannedRun, status: str, **fields: Any) -> dict[str, Any]:
+    """The ``result.json`` record (schema shared with :mod:`bench.report`)."""
+    meta = run.meta
+    return {
+        "run_key": run.key,
+        "status": status,
+        "suite": meta.suite,
+        "method": meta.method,
+        "row": meta.row,
+        "row_order": meta.row_order,
+        "column": meta.column,
+        "column_order": meta.column_order,
+        "seed": meta.seed,
+        "spec": run.spec.model_dump(mode="json"),
+        "metrics": fields.pop("metrics", {}),
+        "history": fields.pop("history", []),
+        "teachers": fields.pop("teachers", []),
+        "timings": fields.pop("timings", {}),
+        "error": fields.pop("error", None),
+        "env": {"torch": torch.__version__, "python": platform.python_version()},
+        **fields,
+    }
+
+
+def execute(
+    run: PlannedRun,
+    results_root: Path,
+    device: torch.device,
+    num_workers: int = 0,
+    callbacks: list[EpochCallback] = (),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run one RunSpec to completion and return its finished record (raises on failure)."""
+    spec = run.spec
+    t0 = time.perf_counter()
+    data = prepare(spec.dataset_config())
+    teachers, teacher_meta = [], []
+    for tspec in spec.teacher_specs(len(data.layout.tasks)):
+        model, meta = get_teacher(
+            tspec, data, Path(results_root) / "teachers", device, num_workers, progress
+        )
+        teachers.append(model)
+        teacher_meta.append(
+            {
+                "key": tspec.key,
+                "arch": tspec.arch,
+                "cached": meta["cached"],
+                "test_acc_own_classes": meta["test_acc_own_classes"],
+            }
+        )
+    t_teachers = time.perf_counter() - t0
+
+    generator = seed_everything(spec.seed)
+    cls = METHODS.get(spec.method)
+    ctx = MethodContext(
+        teachers=teachers,
+        task_sizes=data.layout.sizes,
+        build_student=lambda: build_model(
+            spec.student.arch,
+            num_classes=data.layout.num_classes,
+            in_channels=data.channels,
+            image_size=data.image_size,
+            pretrained=spec.student.pretrained,
+            **spec.student.params,
+        ),
+        channels=data.channels,
+        image_size=data.image_size,
+    )
+    method = cls(ctx, cls.Params.model_validate(spec.params)).to(device)
+    fitted = None
+    if cls.trains:
+        fitted = fit(
+            method,
+            data.train,
+            data.val,
+            data.views,
+            spec.optim,
+            device,
+            generator,
+            callbacks=callbacks,
+            num_workers=num_workers,
+            desc=f"{run.meta.row} s{spec.seed}",
+            progress=progress,
+        )
+    method.eval()
+    test = evaluate(method.predict, data.test, data.views, data.layout, device, num_workers)
+    metrics: dict[str, Any] = {"test_acc": test["acc"], "task_acc": test["task_acc"]}
+    if data.val is not None and len(data.val):
+        if fitted is not None and fitted.best_state is not None:
+            metrics["val_acc"] = fitted.history[-1].get("val_acc")
+            metrics["best_val_acc"] = fitted.best_val_acc
+            metrics["best_val_epoch"] = fitted.best_val_epoch
+            method.load_state_dict(fitted.best_state)
+            best = evaluate(method.predict, data.test, data.views, data.layout, device)
+            metrics["test_acc_at_best_val"] = best["acc"]
+        else:
+            metrics["val_acc"] = evaluate(method.predict, data.val, data.views, None, device)["acc"]
+    return build_record(
+        run,
+        "finished",
+        metrics=metrics,
+        history=fitted.history if fitted else [],
+        teachers=teacher_meta,
+        timings={
+            "teachers": t_teachers,
+            "train": fitted.train_time if fitted else 0.0,
+            "total": time.perf_counter() - t0,
+        },
+        device=str(device),
+    )
+
+
+def failure_record(run: PlannedRun, exc: BaseException) -> dict[str, Any]:
+    """A failed run's record: status ``failed`` and why (one line + the traceback)."""
+    return build_record(
+        run,
+        "failed",
+        error=f"{type(exc).__name__}: {exc}",
+        traceback="".join(traceback.format_exception(exc)),
+    )

@@ -1,0 +1,140 @@
+"""Teachers: trained with labels on their own classes, cached by content key.
+
+The cache lives at ``<results>/teachers/<key>/`` (``teacher.pt`` + ``meta.json``), so any
+suite under the same results root that needs the same teacher (same dataset identity,
+class subset, architecture, init, recipe and seed) loads it instead of training it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+
+from bench.config import OptimConfig
+from bench.data import PreparedData
+from bench.evaluate import evaluate
+from bench.keys import content_key
+from bench.models import Classifier, build_model
+from bench.runtime import seed_everything
+from bench.store import atomic_torch_save, atomic_write_json, read_json
+from bench.train import fit
+from methods.base import Batch, Method
+
+log = logging.getLogger(__name__)
+
+
+class TeacherSpec(BaseModel):
+    """Everything that determines one teacher."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dataset: dict[str, Any]  # dataset identity (name, root, params, split, tasks)
+    task: int
+    arch: str
+    pretrained: str | None = None
+    params: dict[str, Any] = {}
+    optim: OptimConfig
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        return content_key(self.model_dump(mode="json"))
+
+
+class _SupervisedFit(Method):
+    """Cross-entropy on task-local labels: how a teacher learns its own classes."""
+
+    uses_labels = True
+
+    def __init__(self, model: Classifier) -> None:
+        torch.nn.Module.__init__(self)
+        self.model, self.teachers = model, []
+
+    def weights(self) -> dict[str, float]:
+        return {"ce": 1.0}
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"ce": F.cross_entropy(self.model(batch.x1).logits, batch.y)}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).logits
+
+
+def _build(spec: TeacherSpec, data: PreparedData) -> Classifier:
+    return build_model(
+        spec.arch,
+        num_classes=data.layout.sizes[spec.task],
+        in_channels=data.channels,
+        image_size=data.image_size,
+        pretrained=spec.pretrained,
+        **spec.params,
+    )
+
+
+def _freeze(model: Classifier, device: torch.device) -> Classifier:
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def get_teacher(
+    spec: TeacherSpec,
+    data: PreparedData,
+    cache_root: Path,
+    device: torch.device,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> tuple[Classifier, dict[str, Any]]:
+    """Load the cached teacher for ``spec`` or train and cache it; return it frozen with
+    its metadata (``cached``: whether it was loaded)."""
+    folder = Path(cache_root) / spec.key
+    weights, meta_path = folder / "teacher.pt", folder / "meta.json"
+    meta = read_json(meta_path)
+    if meta is not None and weights.is_file():
+        model = _build(spec, data)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return _freeze(model, device), {**meta, "cached": True}
+
+    generator = seed_everything(spec.seed)
+    model = _build(spec, data).to(device)
+    trainer = _SupervisedFit(model)
+    start = time.perf_counter()
+    result = fit(
+        trainer,
+        data.task_train(spec.task),
+        data.task_val(spec.task),
+        data.views,
+        spec.optim,
+        device,
+        generator,
+        num_workers=num_workers,
+        desc=f"teacher T{spec.task + 1}",
+        progress=progress,
+    )
+    own_test = data.test.subset(
+        torch.nonzero(_in_task(data.test.labels, data, spec.task)).flatten()
+    )
+    own_test.labels = own_test.labels - data.layout.task_slice(spec.task).start
+    acc = evaluate(trainer.predict, own_test, data.views, None, device)["acc"]
+    meta = {
+        "key": spec.key,
+        "spec": spec.model_dump(mode="json"),
+        "test_acc_own_classes": acc,
+        "train_time": time.perf_counter() - start,
+        "history": result.history,
+    }
+    atomic_torch_save(weights, {k: v.cpu() for k, v in model.state_dict().items()})
+    atomic_write_json(meta_path, meta)  # written last: its presence marks a complete entry
+    log.info("teacher T%d (%s): %.2f%% on its own classes", spec.task + 1, spec.arch, acc * 100)
+    return _freeze(model, device), {**meta, "cached": False}
+
+
+def _in_task(labels: torch.Tensor, data: PreparedData, task: int) -> torch.Tensor:
+    sl = data.layout.task_slice(task)
+    return (labels >= sl.start) & (labels < sl.stop)

@@ -1,0 +1,117 @@
+"""The one training loop every student method (and teacher pre-training) shares.
+
+Adam with weight decay, cosine decay per step (methods.md "Total": Adam, lr 5e-4, cosine,
+wd 5e-4); the loss is ``sum(weight * term)`` over the plugin's named terms, each logged.
+Per epoch: mean of each term, lr, time, and validation accuracy where a val split exists.
+The test split is never looked at here (no checkpoint selection on test).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from bench.config import OptimConfig
+from bench.data import iterate_batches
+from bench.datasets import LabelledImages
+from bench.evaluate import evaluate
+from bench.views import Views
+from methods.base import Batch, Method
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss term became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_acc: float | None = None
+    best_val_epoch: int | None = None
+    best_state: dict[str, torch.Tensor] | None = None  # trainable state at the best val epoch
+    train_time: float = 0.0
+
+
+def make_optimizer(params, optim: OptimConfig, steps: int):
+    opt = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    if optim.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def fit(
+    method: Method,
+    train: LabelledImages,
+    val: LabelledImages | None,
+    views: Views,
+    optim: OptimConfig,
+    device: torch.device,
+    generator: torch.Generator,
+    callbacks: list[EpochCallback] = (),
+    num_workers: int = 0,
+    desc: str = "train",
+    progress: bool = True,
+) -> FitResult:
+    """Train ``method``'s trainable parameters for ``optim.epochs`` epochs."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    weights = {k: w for k, w in method.weights().items() if w != 0}
+    steps_per_epoch = max(1, len(train) // optim.batch_size)
+    opt, sched = make_optimizer(params, optim, optim.epochs * steps_per_epoch)
+    result = FitResult()
+    bar = tqdm(range(1, optim.epochs + 1), desc=desc, leave=False, disable=not progress)
+    for epoch in bar:
+        method.train()
+        for t in method.teachers:
+            t.eval()
+        start = time.perf_counter()
+        sums: dict[str, float] = {}
+        n_steps = 0
+        for x, y in iterate_batches(
+            train, optim.batch_size, True, generator, drop_last=True, num_workers=num_workers
+        ):
+            x = x.to(device, non_blocking=True)
+            batch = Batch(
+                x1=views.train(x),
+                x2=views.train(x) if method.needs_second_view else None,
+                y=y.to(device) if method.uses_labels else None,
+            )
+            terms = method.loss_terms(batch)
+            loss = sum(weights[k] * v for k, v in terms.items() if k in weights)
+            if not torch.isfinite(loss):
+                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                raise NonFiniteLoss(f"epoch {epoch}: loss is not finite (terms: {bad})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            n_steps += 1
+            sums["loss"] = sums.get("loss", 0.0) + loss.item()
+            for k, v in terms.items():
+                sums[f"loss/{k}"] = sums.get(f"loss/{k}", 0.0) + v.item()
+        epoch_time = time.perf_counter() - start
+        result.train_time += epoch_time
+        record: dict[str, Any] = {k: v / max(1, n_steps) for k, v in sums.items()}
+        record.update(epoch=epoch, lr=opt.param_groups[0]["lr"], epoch_time=epoch_time)
+        if val is not None and len(val) > 0:
+            method.eval()
+            record["val_acc"] = evaluate(method.predict, val, views, None, device)["acc"]
+            if result.best_val_acc is None or record["val_acc"] > result.best_val_acc:
+                result.best_val_acc, result.best_val_epoch = record["val_acc"], epoch
+                result.best_state = copy.deepcopy(method.state_dict())
+        result.history.append(record)
+        bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")
+        for callback in callbacks:
+            callback(epoch, record)
+    method.eval()
+    return result

@@ -1,0 +1,19 @@
+"""Method plugins: one file per method, each registered by name with ``@register``.
+
+Importing this package imports every module in it, so adding a method is adding a file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from methods.base import METHODS, Batch, Method, MethodContext, NoParams, register
+
+_NOT_PLUGINS = {"base", "losses", "common_space"}
+
+for _info in pkgutil.iter_modules(__path__):
+    if _info.name not in _NOT_PLUGINS and not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+__all__ = ["METHODS", "Batch", "Method", "MethodContext", "NoParams", "register"]

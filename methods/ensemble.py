@@ -1,0 +1,16 @@
+"""Ensemble: argmax of the teachers' logits concatenated in teacher order (Table 2)."""
+
+from __future__ import annotations
+
+import torch
+
+from methods.base import Method, register
+
+
+@register("ensemble")
+class Ensemble(Method):
+    display = "Ensemble"
+    trains = False
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t(x).logits for t in self.teachers], dim=1)

@@ -1,0 +1,40 @@
+"""Vanilla KD: the student mimics the concatenated teachers' soft targets (Eq. 11)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from methods.base import Batch, Method, MethodContext, register
+from methods.losses import soft_target_kl
+
+
+class VanillaKDParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lambda_std: float = Field(default=1.0, ge=0)
+    T: float = Field(default=1.0, gt=0)
+    direction: Literal["forward", "reverse"] = "forward"
+
+
+@register("vanilla_kd")
+class VanillaKD(Method):
+    display = "Vanilla KD"
+    Params = VanillaKDParams
+
+    def __init__(self, ctx: MethodContext, params: VanillaKDParams) -> None:
+        super().__init__(ctx, params)
+        self.student = ctx.build_student()
+
+    def weights(self) -> dict[str, float]:
+        return {"std": self.params.lambda_std}
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        teacher_logits = [o.logits for o in self.teacher_outputs(batch.x1)]
+        student_logits = self.student(batch.x1).logits
+        p = self.params
+        return {"std": soft_target_kl(student_logits, teacher_logits, p.T, p.direction)}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x).logits

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny suites on the embedded digits dataset, sized for seconds on CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def tiny_suite(name: str = "tiny", methods=None, **overrides) -> dict:
+    """A suite dict: digits, two teachers, 2 + 2 epochs; ``overrides`` replace top keys."""
+    suite = {
+        "name": name,
+        "seeds": [0],
+        "device": "cpu",
+        "datasets": [{"name": "digits", "tasks": "halves", "val_fraction": 0.1}],
+        "teachers": {
+            "arch": "small_cnn",
+            "params": {"width": 8},
+            "optim": {"epochs": 2, "batch_size": 64, "lr": 0.003},
+        },
+        "student": {"arch": "small_cnn", "params": {"width": 8}},
+        "optim": {"epochs": 2, "batch_size": 64, "lr": 0.003},
+        "methods": methods or [{"name": "teacher"}, {"name": "ensemble"}, {"name": "vanilla_kd"}],
+    }
+    suite.update(overrides)
+    return suite
+
+
+def write_suite(path: Path, suite: dict) -> Path:
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def suite_file(tmp_path: Path) -> Path:
+    return write_suite(tmp_path / "tiny.yaml", tiny_suite())
