@@ -1,0 +1,125 @@
+"""PNG figures of a suite: accuracy bars per dataset and training curves per row.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend);
+every file is written to a temp file in its directory and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+REFERENCE_METHODS = ("supervised", "teacher")
+SKIP_CURVES = {"epoch", "epoch_time", "lr"}
+
+
+def save_figure(fig: Figure, path: Path | str, dpi: int = 120) -> Path:
+    """Render ``fig`` to PNG at ``path`` atomically (temp file + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        FigureCanvasAgg(fig)
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def slug(text: str) -> str:
+    """A file-name-safe lower-case form of ``text``."""
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "row"
+
+
+def _ordered(df: pd.DataFrame, name: str) -> list:
+    first = df.groupby(name, sort=False)[f"{name}_order"].min()
+    return sorted(first.index, key=lambda k: (first[k], str(k)))
+
+
+def accuracy_bars(
+    df: pd.DataFrame,
+    metric: str = "test_acc",
+    reference_methods: Sequence[str] = REFERENCE_METHODS,
+) -> Figure:
+    """One panel per dataset column: mean ``metric`` (%) per row, error bars = sample std."""
+    columns, rows = _ordered(df, "column"), _ordered(df, "row")
+    methods = df.groupby("row")["method"].first()
+    fig = Figure(figsize=(max(4.0, 0.55 * len(rows) + 1.5) * len(columns), 3.8))
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    for ax, col in zip(axes, columns):
+        sub = df[df["column"] == col].groupby("row")[metric]
+        mean = sub.mean().reindex(rows) * 100
+        std = sub.std(ddof=1).reindex(rows).fillna(0) * 100
+        colors = ["0.65" if methods.get(r) in reference_methods else "C0" for r in rows]
+        ax.bar(range(len(rows)), mean.fillna(0), yerr=std, color=colors, capsize=3)
+        ax.set_xticks(range(len(rows)), [str(r) for r in rows], rotation=45, ha="right")
+        ax.set_title(str(col))
+        ax.set_ylabel(f"{metric} (%)")
+        ax.grid(axis="y", alpha=0.3)
+        if mean.notna().any():
+            low = max(0.0, float((mean - std).min()) - 5)
+            ax.set_ylim(low, min(100.0, float((mean + std).max()) + 2))
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: pd.DataFrame, row: str) -> Figure | None:
+    """Panels per logged term (loss terms, val_acc) vs epoch for ``row``, mean over seeds,
+    one line per dataset column with a ±1 std band; None if nothing was logged."""
+    sub = history[history["row"] == row]
+    terms = [
+        c
+        for c in sub.columns
+        if c not in SKIP_CURVES
+        and c not in ("run_key", "suite", "row", "row_order", "column", "column_order")
+        and c not in ("seed", "method")
+        and pd.api.types.is_numeric_dtype(sub[c])
+        and sub[c].notna().any()
+    ]
+    if sub.empty or not terms:
+        return None
+    fig = Figure(figsize=(3.2 * len(terms), 2.8))
+    axes = fig.subplots(1, len(terms), squeeze=False)[0]
+    for ax, term in zip(axes, terms):
+        for col in _ordered(sub, "column"):
+            g = sub[sub["column"] == col].groupby("epoch")[term]
+            mean, std = g.mean(), g.std(ddof=1).fillna(0)
+            ax.plot(mean.index, mean.values, label=str(col))
+            ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
+        ax.set_title(term)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    if sub["column"].nunique() > 1:
+        axes[0].legend(fontsize="small")
+    fig.suptitle(str(row))
+    fig.tight_layout()
+    return fig
+
+
+def write_plots(results: pd.DataFrame, history: pd.DataFrame, out_dir: Path | str) -> list[Path]:
+    """``accuracy.png`` and ``curves_<row_order>_<row>.png`` per row with history."""
+    out_dir = Path(out_dir)
+    written = []
+    if not results.empty and results["test_acc"].notna().any():
+        written.append(save_figure(accuracy_bars(results), out_dir / "accuracy.png"))
+    if not history.empty:
+        for row in _ordered(history, "row"):
+            fig = training_curves(history, row)
+            if fig is None:
+                continue
+            order = history.loc[history["row"] == row, "row_order"].min()
+            prefix = f"{int(order):02d}_" if pd.notna(order) and order != float("inf") else ""
+            written.append(save_figure(fig, out_dir / f"curves_{prefix}{slug(row)}.png"))
+    return written
