@@ -1,6 +1,16 @@
 """Dataset loaders. Importing this package registers every built-in loader."""
 
-from bench.datasets import digits  # noqa: F401  (registers loaders)
+from bench.datasets import (  # noqa: F401  (registers loaders)
+    cifar10,
+    cub200,
+    digits,
+    fgvc_aircraft,
+    image_folder,
+    merge,
+    mnist,
+    stanford_cars,
+    stanford_dogs,
+)
 from bench.datasets.base import (
     AugmentDefaults,
     DatasetError,

@@ -1,0 +1,61 @@
+"""Unpack a dataset archive (e.g. a ``.tar.gz`` in image-folder layout) once into a cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from bench.datasets.base import DatasetError
+from bench.datasets.common import cache_dir as default_cache_dir
+
+_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
+
+
+def unpack_archive(archive: Path, cache_dir: Path | None = None) -> Path:
+    """Extract ``archive`` into ``cache_dir`` (default ``<cache>/archives``) unless already
+    there, and return its single top folder (or the extraction folder if it has several).
+
+    The extraction folder is named by the archive's content hash; it is filled in a temp
+    folder and renamed into place, so an interrupted unpack is never reused. Members go
+    through tarfile's ``data`` filter (no absolute paths, links out, or special files).
+    """
+    archive = Path(archive).expanduser().absolute()
+    if not archive.is_file():
+        raise DatasetError(f"archive {archive} does not exist")
+    base = Path(cache_dir) if cache_dir is not None else default_cache_dir("archives")
+    stem = next(
+        (archive.name[: -len(s)] for s in _SUFFIXES if archive.name.endswith(s)), archive.stem
+    )
+    dest = base / f"{stem}-{_sha256(archive)[:16]}"
+    if not dest.is_dir():
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{stem}-", suffix=".partial", dir=base))
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                tar.extractall(tmp, filter="data")
+            try:
+                os.rename(tmp, dest)
+            except OSError:
+                if not dest.is_dir():  # not a lost race with another process
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DatasetError(f"cannot unpack archive {archive}: {exc}") from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    entries = [e for e in dest.iterdir() if not e.name.startswith(".")]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,97 @@
+"""FGVC-Aircraft 2013b in its release layout (``data/images/``, ``data/variants.txt``,
+``data/images_variant_*.txt``), listed by torchvision's ``FGVCAircraft``; images are
+decoded by this project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.common import (
+    check_sizes,
+    layout_error,
+    limit_per_class,
+    resolve_root,
+    source,
+)
+from bench.datasets.memory import file_images
+from bench.datasets.registry import DATASETS
+
+FOLDER = "fgvc-aircraft-2013b"
+LEVELS = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "manufacturers.txt"}
+
+
+def _expected(level: str, train_split: str) -> str:
+    return (
+        f"data/images/, data/{LEVELS[level]}, data/images_{level}_{train_split}.txt, "
+        f"data/images_{level}_test.txt (in a folder named {FOLDER}, or in <root>/{FOLDER})"
+    )
+
+
+@DATASETS.register("fgvc_aircraft")
+def fgvc_aircraft(
+    root=None,
+    image_size: int = 224,
+    load_size: int | None = None,
+    channels: int = 3,
+    in_memory: bool | None = None,
+    skip_corrupt: bool = False,
+    annotation_level: str = "variant",
+    train_split: str = "trainval",
+    split_seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+) -> SourceData:
+    """FGVC-Aircraft 2013b, 100 variants, trains on trainval and tests on test.
+
+    ``annotation_level`` family (70) or manufacturer (30) instead; classes in the order of
+    the release's list; ``train_split: train`` leaves val out. Images keep their copyright
+    banner (as torchvision serves them)."""
+    name = "fgvc_aircraft"
+    if annotation_level not in LEVELS:
+        raise DatasetError(f"{name}: annotation_level must be one of {sorted(LEVELS)}")
+    if train_split not in ("trainval", "train"):
+        raise DatasetError(f"{name}: train_split must be 'trainval' or 'train'")
+    root = resolve_root(name, root, FOLDER)
+    load_size = check_sizes(name, image_size, load_size, channels)
+    expected = _expected(annotation_level, train_split)
+    tv_root = _torchvision_root(root, annotation_level, train_split, expected)
+    from bench.compat import import_torchvision
+
+    reader = import_torchvision().datasets.FGVCAircraft
+    splits, classes = [], []
+    for split, tv_split, limit in (
+        ("train", train_split, train_per_class),
+        ("test", "test", test_per_class),
+    ):
+        try:
+            ds = reader(
+                str(tv_root), split=tv_split, annotation_level=annotation_level, download=False
+            )
+        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+            raise DatasetError(
+                f"{name}: {tv_root / FOLDER} could not be read by torchvision "
+                f"({type(exc).__name__}: {exc}): expected {expected}"
+            ) from exc
+        classes = list(ds.classes)
+        files, labels = [Path(p) for p in ds._image_files], [int(y) for y in ds._labels]
+        keep = limit_per_class(labels, limit, split_seed, name)
+        files, labels = [files[k] for k in keep], [labels[k] for k in keep]
+        splits.append(
+            file_images(name, split, files, labels, load_size, channels, skip_corrupt, in_memory)
+        )
+    return source(splits[0], splits[1], classes, channels, image_size, load_size)
+
+
+def _torchvision_root(root: Path, level: str, train_split: str, expected: str) -> Path:
+    """torchvision reads ``<its root>/fgvc-aircraft-2013b``: accept it or its parent."""
+    need = (
+        "images",
+        LEVELS[level],
+        f"images_{level}_{train_split}.txt",
+        f"images_{level}_test.txt",
+    )
+    for base, tv_root in ((root / FOLDER, root), (root, root.parent)):
+        if base.name == FOLDER and all((base / "data" / f).exists() for f in need):
+            return tv_root
+    raise layout_error("fgvc_aircraft", root, "FGVC-Aircraft", expected)

@@ -1,0 +1,126 @@
+"""Generic image folders: ``root/{train,test}/<class>/*`` or one ``root/<class>/*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.common import (
+    IMAGE_EXTENSIONS,
+    check_sizes,
+    layout_error,
+    limit_per_class,
+    list_dirs,
+    list_images,
+    resolve_root,
+    source,
+    stratified_split,
+)
+from bench.datasets.memory import file_images
+from bench.datasets.registry import DATASETS
+
+_EXTS = " ".join(sorted(IMAGE_EXTENSIONS))
+FOLDER_LAYOUT = f"train/<class>/<image> and test/<class>/<image>, or <class>/<image> ({_EXTS})"
+SPLIT_LAYOUT = f"train/<class>/<image> and test/<class>/<image> ({_EXTS})"
+
+
+@DATASETS.register("image_folder")
+def image_folder(
+    root=None,
+    image_size: int = 224,
+    load_size: int | None = None,
+    channels: int = 3,
+    in_memory: bool | None = None,
+    skip_corrupt: bool = False,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+) -> SourceData:
+    """Any image folders: ``train/<class>/`` + ``test/<class>/``, or one ``<class>/`` tree.
+
+    Classes are the sorted folder names. Without ``train/`` and ``test/`` the single
+    folder is split per class (``test_fraction``, seeded by ``split_seed``)."""
+    root = resolve_root("image_folder", root, None)
+    return load_folder(
+        "image_folder",
+        root,
+        FOLDER_LAYOUT,
+        image_size=image_size,
+        load_size=load_size,
+        channels=channels,
+        in_memory=in_memory,
+        skip_corrupt=skip_corrupt,
+        split_seed=split_seed,
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        test_fraction=test_fraction,
+    )
+
+
+def load_folder(
+    name: str,
+    root: Path,
+    expected: str,
+    *,
+    image_size: int,
+    load_size: int | None,
+    channels: int,
+    in_memory: bool | None,
+    skip_corrupt: bool,
+    split_seed: int,
+    train_per_class: int | None,
+    test_per_class: int | None,
+    test_fraction: float | None = None,
+    flip: float = 0.5,
+    what: str = "image-folder",
+) -> SourceData:
+    """Shared by the folder-layout loaders; ``test_fraction=None`` requires train/test."""
+    load_size = check_sizes(name, image_size, load_size, channels)
+    if not root.is_dir():
+        raise layout_error(name, root, what, expected)
+    has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
+    if has_train and has_test:
+        classes = list_dirs(root / "train")
+        if not classes:
+            raise layout_error(name, root, what, expected)
+        train = _scan(name, root / "train", classes, allow_empty=False)
+        extra = sorted(set(list_dirs(root / "test")) - set(classes))
+        if extra:
+            raise DatasetError(f"{name}: {root / 'test'} has class folders not in train/: {extra}")
+        test = _scan(name, root / "test", classes, allow_empty=True)
+    elif has_train or has_test or test_fraction is None:
+        raise layout_error(name, root, what, expected)
+    else:
+        classes = list_dirs(root)
+        if not classes:
+            raise layout_error(name, root, what, expected)
+        files, labels = _scan(name, root, classes, allow_empty=False)
+        tr, te = stratified_split(labels, test_fraction, split_seed, name)
+        train = [files[i] for i in tr], [labels[i] for i in tr]
+        test = [files[i] for i in te], [labels[i] for i in te]
+
+    splits = []
+    for split, (files, labels), limit in (
+        ("train", train, train_per_class),
+        ("test", test, test_per_class),
+    ):
+        keep = limit_per_class(labels, limit, split_seed, name)
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+        images = file_images(
+            name, split, files, labels, load_size, channels, skip_corrupt, in_memory
+        )
+        splits.append(images)
+    return source(splits[0], splits[1], classes, channels, image_size, load_size, flip)
+
+
+def _scan(name: str, folder: Path, classes: list[str], allow_empty: bool):
+    files: list[Path] = []
+    labels: list[int] = []
+    for c, cls in enumerate(classes):
+        found = list_images(folder / cls) if (folder / cls).is_dir() else []
+        if not found and not allow_empty:
+            raise DatasetError(f"{name}: class folder {folder / cls} has no images ({_EXTS})")
+        files.extend(found)
+        labels.extend([c] * len(found))
+    return files, labels

@@ -1,0 +1,68 @@
+"""MNIST from an image-folder copy (``train/<digit>/``, ``test/<digit>/``) or from
+torchvision's raw IDX format (``MNIST/raw/``, read by torchvision)."""
+
+from __future__ import annotations
+
+from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.common import check_sizes, resolve_root, source, tensor_split
+from bench.datasets.image_folder import SPLIT_LAYOUT, load_folder
+from bench.datasets.registry import DATASETS
+
+RAW = "MNIST/raw"
+IDX_FILES = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+EXPECTED = f"{SPLIT_LAYOUT} (image folders), or {RAW}/ with {IDX_FILES} (torchvision's format)"
+
+
+@DATASETS.register("mnist")
+def mnist(
+    root=None,
+    image_size: int = 28,
+    load_size: int | None = None,
+    channels: int = 1,
+    in_memory: bool | None = None,
+    skip_corrupt: bool = False,
+    split_seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+) -> SourceData:
+    """MNIST, grey 28 px: image folders or torchvision's raw IDX files.
+
+    No flips by default (a flipped digit is another symbol). ``*_per_class`` keep the
+    first N of each class after a shuffle seeded by ``split_seed``."""
+    root = resolve_root("mnist", root, "mnist")
+    if root.name == "MNIST" and (root / "raw").is_dir():
+        root = root.parent
+    if not (root / RAW).is_dir():
+        return load_folder(
+            "mnist",
+            root,
+            EXPECTED,
+            image_size=image_size,
+            load_size=load_size,
+            channels=channels,
+            in_memory=in_memory,
+            skip_corrupt=skip_corrupt,
+            split_seed=split_seed,
+            train_per_class=train_per_class,
+            test_per_class=test_per_class,
+            what="MNIST",
+            flip=0.0,
+        )
+    load_size = check_sizes("mnist", image_size, load_size, channels)
+    from bench.compat import import_torchvision
+
+    reader = import_torchvision().datasets.MNIST
+    splits = []
+    for train, limit in ((True, train_per_class), (False, test_per_class)):
+        try:
+            ds = reader(str(root), train=train, download=False)
+        except (RuntimeError, OSError, ValueError, AssertionError) as exc:
+            raise DatasetError(
+                f"mnist: {root / RAW} is not a complete MNIST raw folder "
+                f"(torchvision: {exc or type(exc).__name__}): expected {IDX_FILES}"
+            ) from exc
+        splits.append(
+            tensor_split(ds.data, ds.targets, limit, split_seed, load_size, channels, "mnist")
+        )
+    classes = [str(d) for d in range(10)]
+    return source(splits[0], splits[1], classes, channels, image_size, load_size, flip=0.0)
