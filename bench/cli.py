@@ -28,6 +28,13 @@ def _add_run(sub) -> None:
     p.add_argument("--launcher", choices=["serial", "process", "ray"], default="serial")
     p.add_argument("--workers", type=int, default=2, help="processes for --launcher process")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: $MLFLOW_TRACKING_URI, "
+        "else sqlite:///<results>/mlflow.db); see docs/tracking.md",
+    )
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
 
 
 def _add_ls(sub) -> None:
@@ -38,7 +45,10 @@ def _add_table(sub) -> None:
     p = sub.add_parser("table", help="aggregate a suite's results into a table")
     p.add_argument(
         "source",
-        help="a suite results dir (results/<suite>) or, with --mlflow, an MLflow experiment name",
+        nargs="?",
+        default=None,
+        help="a suite results dir (results/<suite>); with --mlflow, optional: its parent is "
+        "the results root of the default MLflow store",
     )
     p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
     p.add_argument("--out", type=Path, default=None, help="write to this file (atomically)")
@@ -50,8 +60,24 @@ def _add_table(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--caption", default=None)
     p.add_argument("--label", default=None)
-    p.add_argument("--mlflow", action="store_true", help="read from an MLflow experiment")
-    p.add_argument("--tracking-uri", default=None)
+    p.add_argument(
+        "--mlflow",
+        metavar="EXPERIMENT",
+        default=None,
+        help="read the finished runs of this MLflow experiment (= suite name) instead",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="with --mlflow: the store (default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<results>/mlflow.db)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="with --mlflow and no source: results root of the default store (default: results)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +115,8 @@ def cmd_run(args) -> int:
         launcher=args.launcher,
         workers=args.workers,
         progress=not args.no_progress,
+        mlflow=not args.no_mlflow,
+        tracking_uri=args.tracking_uri,
     )
     print(
         f"\n{len(outcome.ran)} run(s) done, {len(outcome.skipped)} skipped (already "
@@ -117,24 +145,62 @@ def cmd_ls(args) -> int:
 def cmd_table(args) -> int:
     from bench import report
 
-    text = report.render_table(
-        args.source,
-        fmt=args.format,
-        out=args.out,
-        per_task=args.per_task,
-        reference=args.reference,
-        test=args.test,
-        alpha=args.alpha,
-        caption=args.caption,
-        label=args.label,
-        mlflow=args.mlflow,
-        tracking_uri=args.tracking_uri,
-    )
+    try:
+        if args.mlflow is not None:
+            text = _mlflow_table(args, report)
+        elif args.source is None:
+            raise BenchError("table: give a suite results dir (results/<suite>) or --mlflow NAME")
+        else:
+            text = report.render_table(
+                args.source,
+                fmt=args.format,
+                out=args.out,
+                per_task=args.per_task,
+                reference=args.reference,
+                test=args.test,
+                alpha=args.alpha,
+                caption=args.caption,
+                label=args.label,
+            )
+    except ValueError as exc:  # no finished runs, unknown experiment, bad option value
+        raise BenchError(f"table: {exc}") from None
     if args.out is None:
         print(text)
     else:
         print(f"wrote {args.out}")
     return 0
+
+
+def _mlflow_table(args, report) -> str:
+    """``bench table --mlflow EXPERIMENT``: the same table from MLflow child runs."""
+    from bench.store import atomic_write_text
+    from bench.tracking import default_tracking_uri, resolve_tracking_uri
+
+    results = args.results or (Path(args.source).parent if args.source else Path("results"))
+    uri = resolve_tracking_uri(results, args.tracking_uri)
+    if uri == default_tracking_uri(results) and not (results.resolve() / "mlflow.db").is_file():
+        raise BenchError(f"table: no MLflow store at {uri} (give --tracking-uri or --results)")
+    df = report.load_results_mlflow(args.mlflow, uri)
+    n_failed = len(report.load_failures_mlflow(args.mlflow, uri))
+    if df.empty:
+        raise BenchError(f"table: no finished runs in MLflow experiment {args.mlflow!r} at {uri}")
+    table = report.build_table(
+        df,
+        per_task=args.per_task,
+        test=args.test,
+        alpha=args.alpha,
+        reference=args.reference,
+        n_failed=n_failed,
+    )
+    if args.format == "latex":
+        text = report.to_latex(table, caption=args.caption, label=args.label)
+    elif args.format == "markdown":
+        text = report.to_markdown(table, caption=args.caption)
+    else:
+        text = report.to_csv(table)
+    if args.out is not None:
+        atomic_write_text(args.out, text)
+    return text
 
 
 COMMANDS = {"run": cmd_run, "ls": cmd_ls, "table": cmd_table}

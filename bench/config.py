@@ -112,6 +112,9 @@ class SuiteConfig(Strict):
     optim: OptimConfig = OptimConfig()
     methods: list[MethodConfig] = Field(min_length=1)
     num_workers: Annotated[int, Field(ge=0)] = 0
+    # Save each student's training state every N epochs (0: off) so a killed run restarts
+    # from its last saved epoch; suite level, not in RunSpec: it never changes a run key.
+    checkpoint_every: Annotated[int, Field(ge=0)] = 0
 
 
 # ---------------------------------------------------------------------------- loading

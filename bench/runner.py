@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from bench.checkpoint import Checkpoint
 from bench.data import prepare
 from bench.evaluate import evaluate
 from bench.models import build_model
@@ -51,8 +52,12 @@ def execute(
     num_workers: int = 0,
     callbacks: list[EpochCallback] = (),
     progress: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, Any]:
-    """Run one RunSpec to completion and return its finished record (raises on failure)."""
+    """Run one RunSpec to completion and return its finished record (raises on failure).
+
+    ``checkpoint``: resume the student's training from it and save to it
+    (:mod:`bench.checkpoint`); the record says ``resumed_from_epoch``."""
     spec = run.spec
     t0 = time.perf_counter()
     data = prepare(spec.dataset_config())
@@ -103,6 +108,7 @@ def execute(
             num_workers=num_workers,
             desc=f"{run.meta.row} s{spec.seed}",
             progress=progress,
+            checkpoint=checkpoint,
         )
     method.eval()
     test = evaluate(method.predict, data.test, data.views, data.layout, device, num_workers)
@@ -129,6 +135,7 @@ def execute(
             "total": time.perf_counter() - t0,
         },
         device=str(device),
+        resumed_from_epoch=fitted.resumed_from_epoch if fitted else None,
     )
 
 

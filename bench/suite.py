@@ -13,6 +13,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
 from bench.config import SuiteConfig
 from bench.data import prepare
 from bench.plan import PlannedRun, expand
@@ -20,6 +21,7 @@ from bench.runner import execute, failure_record
 from bench.runtime import resolve_device
 from bench.store import RunStore, atomic_write_text
 from bench.teachers import get_teacher
+from bench.tracking import RunTracker, SuiteTracker, TrackingTarget, one_line
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,8 @@ class SuiteOutcome:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    table: str = ""
+    table: str = ""  # table.md as written
+    tables: list[Path] = field(default_factory=list)  # every file write_suite_tables wrote
 
 
 def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -> str:
@@ -71,11 +74,42 @@ def _warm_teachers(runs: list[PlannedRun], results_root: Path, device, workers, 
                 get_teacher(tspec, data, results_root / "teachers", device, workers, progress)
 
 
-def _execute_safely(run, results_root, device_name, workers, progress) -> dict[str, Any]:
+def _execute_safely(
+    run: PlannedRun,
+    results_root: Path,
+    device_name: str,
+    workers: int,
+    progress: bool,
+    tracking: TrackingTarget | None = None,
+    checkpoint_every: int = 0,
+) -> dict[str, Any]:
+    """Execute one run in this process and return its record; a failure is recorded,
+    never raised. With ``tracking`` its MLflow child run is logged live from here; the
+    run resumes from (and, every ``checkpoint_every`` epochs, saves) its checkpoint."""
+    tracker = None
     try:
-        return execute(run, results_root, resolve_device(device_name), workers, progress=progress)
+        device = resolve_device(device_name)
+        if tracking is not None:
+            tracker = RunTracker.start(tracking, run, str(device))
+        run_dir = RunStore(Path(results_root) / run.meta.suite).run_dir(run.key)
+        rec = execute(
+            run,
+            results_root,
+            device,
+            workers,
+            callbacks=[tracker.on_epoch] if tracker else [],
+            progress=progress,
+            checkpoint=Checkpoint(run_dir / CHECKPOINT_NAME, checkpoint_every, run.key),
+        )
     except Exception as exc:  # recorded as failed; the suite goes on
-        return failure_record(run, exc)
+        rec = failure_record(run, exc)
+    except BaseException as exc:  # Ctrl-C, exit: the run stays to do
+        if tracker is not None:
+            tracker.kill(f"interrupted: {type(exc).__name__}")
+        raise
+    if tracker is not None:
+        tracker.finish(rec)
+    return rec
 
 
 def run_suite(
@@ -87,48 +121,107 @@ def run_suite(
     workers: int = 2,
     progress: bool = True,
     on_record: Callable[[PlannedRun, dict[str, Any]], None] | None = None,
-    out=sys.stdout,
+    out=None,
+    mlflow: bool = True,
+    tracking_uri: str | None = None,
 ) -> SuiteOutcome:
-    """Run every pending run of ``suite`` under ``results_root/<suite name>/``."""
+    """Run every pending run of ``suite`` under ``results_root/<suite name>/``.
+
+    ``mlflow``: track the suite in MLflow (:mod:`bench.tracking`; ``tracking_uri``, else
+    ``MLFLOW_TRACKING_URI``, else ``<results>/mlflow.db``). Resume: a run key is skipped
+    when its ``result.json`` is finished (or was restored from a FINISHED MLflow run);
+    anything else runs again, from its checkpoint when ``suite.checkpoint_every`` left one."""
+    out = out if out is not None else sys.stdout  # looked up now: pytest swaps it
     results_root = Path(results_root).resolve()
     runs = expand(suite, seeds)
     store = RunStore(results_root / suite.name)
     device_name = device or suite.device
     resolve_device(device_name)  # fail early on cuda-without-GPU
     outcome = SuiteOutcome(store.suite_dir)
-    pending = []
-    for run in runs:
-        (outcome.skipped if store.is_finished(run.key) else pending).append(run)
-    if outcome.skipped:
-        print(f"skipping {len(outcome.skipped)} finished run(s) (result.json found)", file=out)
-    atomic_write_text(
-        store.suite_dir / "suite.yaml",
-        yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False),
-    )
+    tracker = None
+    if mlflow:
+        tracker = SuiteTracker.open(
+            suite.name,
+            results_root,
+            tracking_uri,
+            params={
+                "seeds": sorted({r.meta.seed for r in runs}),
+                "device": device_name,
+                "launcher": launcher,
+                "checkpoint_every": suite.checkpoint_every,
+                "runs": len(runs),
+                "results": str(results_root),
+            },
+        )
+    try:
+        if tracker is not None:
+            tracker.reconcile(runs, store, out)
+        pending = []
+        for run in runs:
+            if store.is_finished(run.key):
+                outcome.skipped.append(run.key)
+                (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
+            else:
+                pending.append(run)
+        if outcome.skipped:
+            print(f"skipping {len(outcome.skipped)} finished run(s) (result.json found)", file=out)
+        atomic_write_text(
+            store.suite_dir / "suite.yaml",
+            yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False),
+        )
+        tracking = tracker.target if tracker is not None else None
 
-    def record(run: PlannedRun, rec: dict[str, Any]) -> None:
-        store.write(rec)
-        if on_record:
-            on_record(run, rec)
-        if rec["status"] == "finished":
-            outcome.ran.append(run.key)
-        else:
-            outcome.failed.append(run.key)
-            print(
-                f"FAILED {run.meta.row} / {run.meta.column} / seed {run.meta.seed}: {rec['error']}",
-                file=out,
-            )
+        def record(run: PlannedRun, rec: dict[str, Any]) -> None:
+            store.write(rec)
+            if tracker is not None:
+                tracker.record_done(run, rec)
+            if on_record:
+                on_record(run, rec)
+            if rec["status"] == "finished":
+                (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
+                outcome.ran.append(run.key)
+            else:
+                outcome.failed.append(run.key)
+                print(
+                    f"FAILED {run.meta.row} / {run.meta.column} / seed {run.meta.seed}: {rec['error']}",
+                    file=out,
+                )
 
-    bar = tqdm(total=len(pending), desc=f"suite {suite.name}", unit="run", disable=not progress)
-    for run, rec in _launch(pending, results_root, device_name, launcher, workers, progress, suite):
-        record(run, rec)
-        bar.update(1)
-    bar.close()
+        bar = tqdm(total=len(pending), desc=f"suite {suite.name}", unit="run", disable=not progress)
+        for run, rec in _launch(
+            pending, results_root, device_name, launcher, workers, progress, suite, tracking
+        ):
+            record(run, rec)
+            bar.update(1)
+        bar.close()
 
-    from bench.report import write_suite_tables
+        from bench.report import write_suite_tables
 
-    if any(store.is_finished(r.key) for r in runs):
-        outcome.table = write_suite_tables(store.suite_dir)
+        if any(store.is_finished(r.key) for r in runs):
+            written = write_suite_tables(store.suite_dir)
+            if isinstance(written, dict):
+                outcome.tables = [Path(p) for p in written.values()]
+            table_md = store.suite_dir / "table.md"
+            outcome.table = table_md.read_text() if table_md.is_file() else str(written or "")
+    except BaseException as exc:
+        if tracker is not None:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            tracker.close(status, error=one_line(exc))
+        raise
+    if tracker is not None:
+        n_failed = len(outcome.failed)
+        tracker.close(
+            "FAILED" if n_failed else "FINISHED",
+            counts={
+                "total": len(runs),
+                "ran": len(outcome.ran),
+                "skipped": len(outcome.skipped),
+                "failed": n_failed,
+            },
+            artifacts=[store.suite_dir / "suite.yaml", *outcome.tables],
+            base=store.suite_dir,
+            error=f"{n_failed} of {len(runs)} run(s) failed" if n_failed else None,
+        )
     return outcome
 
 
@@ -140,13 +233,29 @@ def _launch(
     workers: int,
     progress: bool,
     suite: SuiteConfig,
+    tracking: TrackingTarget | None = None,
 ) -> Iterable[tuple[PlannedRun, dict[str, Any]]]:
-    """Yield (run, record) as runs complete: in this process, a process pool, or Ray."""
+    """Yield (run, record) as runs complete: in this process, a process pool, or Ray.
+
+    Serial and process-pool runs log their MLflow child live; Ray runs are logged by the
+    suite process from their records when they come back (``SuiteTracker.record_done``)."""
     if not pending:
         return
+    every = suite.checkpoint_every
     if launcher == "serial":
         for run in pending:
-            yield run, _execute_safely(run, results_root, device_name, suite.num_workers, progress)
+            yield (
+                run,
+                _execute_safely(
+                    run,
+                    results_root,
+                    device_name,
+                    suite.num_workers,
+                    progress,
+                    tracking,
+                    every,
+                ),
+            )
         return
     device = resolve_device(device_name)
     _warm_teachers(pending, results_root, device, suite.num_workers, progress)
@@ -160,7 +269,14 @@ def _launch(
         ) as pool:
             futures = {
                 pool.submit(
-                    _execute_safely, r, results_root, device_name, suite.num_workers, False
+                    _execute_safely,
+                    r,
+                    results_root,
+                    device_name,
+                    suite.num_workers,
+                    False,
+                    tracking,
+                    every,
                 ): r
                 for r in pending
             }

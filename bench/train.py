@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from bench.checkpoint import Checkpoint, rng_state, set_rng_state
 from bench.config import OptimConfig
 from bench.data import iterate_batches
 from bench.datasets import LabelledImages
@@ -39,6 +40,7 @@ class FitResult:
     best_val_epoch: int | None = None
     best_state: dict[str, torch.Tensor] | None = None  # trainable state at the best val epoch
     train_time: float = 0.0
+    resumed_from_epoch: int | None = None  # the checkpoint's epoch when the run resumed
 
 
 def make_optimizer(params, optim: OptimConfig, steps: int):
@@ -62,14 +64,35 @@ def fit(
     num_workers: int = 0,
     desc: str = "train",
     progress: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> FitResult:
-    """Train ``method``'s trainable parameters for ``optim.epochs`` epochs."""
+    """Train ``method``'s trainable parameters for ``optim.epochs`` epochs.
+
+    ``checkpoint``: resume from it when it holds a saved epoch (the restored epochs are
+    replayed through ``callbacks`` first, so they always see the whole history in order)
+    and save to it every ``checkpoint.every`` epochs."""
     params = [p for p in method.parameters() if p.requires_grad]
     weights = {k: w for k, w in method.weights().items() if w != 0}
     steps_per_epoch = max(1, len(train) // optim.batch_size)
     opt, sched = make_optimizer(params, optim, optim.epochs * steps_per_epoch)
     result = FitResult()
-    bar = tqdm(range(1, optim.epochs + 1), desc=desc, leave=False, disable=not progress)
+    first = 1
+    saved = checkpoint.load(optim.epochs) if checkpoint is not None else None
+    if saved is not None:
+        method.load_state_dict(saved["method"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"], generator)
+        result.history = list(saved["history"])
+        result.best_val_acc, result.best_val_epoch = saved["best_val_acc"], saved["best_val_epoch"]
+        result.best_state = saved["best_state"]
+        result.train_time = saved["train_time"]
+        result.resumed_from_epoch = int(saved["epoch"])
+        first = result.resumed_from_epoch + 1
+        for record in result.history:
+            for callback in callbacks:
+                callback(record["epoch"], record)
+    bar = tqdm(range(first, optim.epochs + 1), desc=desc, leave=False, disable=not progress)
     for epoch in bar:
         method.train()
         for t in method.teachers:
@@ -110,6 +133,21 @@ def fit(
                 result.best_val_acc, result.best_val_epoch = record["val_acc"], epoch
                 result.best_state = copy.deepcopy(method.state_dict())
         result.history.append(record)
+        if checkpoint is not None and checkpoint.due(epoch, optim.epochs):
+            checkpoint.save(
+                {
+                    "epoch": epoch,
+                    "method": method.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": rng_state(generator),
+                    "history": result.history,
+                    "best_val_acc": result.best_val_acc,
+                    "best_val_epoch": result.best_val_epoch,
+                    "best_state": result.best_state,
+                    "train_time": result.train_time,
+                }
+            )
         bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")
         for callback in callbacks:
             callback(epoch, record)
