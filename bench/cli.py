@@ -80,6 +80,37 @@ def _add_table(sub) -> None:
     )
 
 
+def _add_tune(sub) -> None:
+    p = sub.add_parser(
+        "tune", help="Optuna search of a method's params on the validation split (never test)"
+    )
+    p.add_argument("tune_file", type=Path, help="tune YAML, e.g. suites/tune_quick.yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a dotted key of the tune file, e.g. --set budget.epochs=3",
+    )
+    p.add_argument("--study", default=None, help="study name (default: the file's name)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna database URL shared by workers (default: "
+        "sqlite:///<results>/tune/<study>/optuna.db)",
+    )
+    p.add_argument("--n-trials", type=int, default=None, help="finished trials in the study")
+    p.add_argument("--timeout", type=float, default=None, help="seconds for this invocation")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    p.add_argument("--dry-run", action="store_true", help="validate and describe the study only")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -89,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_ls(sub)
     _add_table(sub)
+    _add_tune(sub)
     return parser
 
 
@@ -203,7 +235,50 @@ def _mlflow_table(args, report) -> str:
     return text
 
 
-COMMANDS = {"run": cmd_run, "ls": cmd_ls, "table": cmd_table}
+def cmd_tune(args) -> int:
+    from bench.runtime import configure_threads
+    from bench.tune import tune
+    from bench.tune_config import load_tune
+
+    cfg = load_tune(args.tune_file, args.overrides)
+    if args.dry_run:
+        from bench.tune import describe
+
+        print(describe(cfg, args.results, args.study, args.storage))
+        return 0
+    if args.n_trials is not None and args.n_trials < 1:
+        raise BenchError("--n-trials: must be at least 1")
+    if args.workers < 1:
+        raise BenchError("--workers: must be at least 1")
+    configure_threads()
+    outcome = tune(
+        cfg,
+        args.results,
+        study_name=args.study,
+        storage=args.storage,
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        device=args.device,
+        workers=args.workers,
+        mlflow=not args.no_mlflow,
+        tracking_uri=args.tracking_uri,
+        progress=not args.no_progress,
+    )
+    c = outcome.counts
+    print(
+        f"\nstudy {outcome.study.study_name}: {outcome.ran} trial(s) run now; "
+        f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed in total"
+    )
+    if outcome.best is None:
+        print("no completed trial yet: no best.yaml")
+        return 1
+    best = outcome.best
+    print(f"best: trial {best['trial']}, val acc {best['value']:.4f}, {best['searched']}")
+    print(f"wrote {outcome.out_dir / 'best.yaml'} (use it with params_from:)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "table": cmd_table, "tune": cmd_tune}
 
 
 def main(argv: list[str] | None = None) -> int:

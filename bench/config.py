@@ -87,6 +87,9 @@ class MethodConfig(Strict):
     name: str
     label: str | None = None
     params: dict[str, Any] = {}
+    # A tuning result (``results/tune/<study>/best.yaml``): its ``params`` are this entry's
+    # params; keys set in ``params`` (or ``grid``) here override the loaded ones.
+    params_from: str | None = None
     # Cartesian grid: method params by name, or "student.arch" / "optim.lr" style keys.
     grid: dict[str, list[Any]] = {}
     student: ModelConfig | None = None

@@ -119,7 +119,7 @@ class PreparedData:
     layout: Layout
     train: LabelledImages  # union labels, val removed
     val: LabelledImages | None
-    test: LabelledImages
+    test: LabelledImages | None  # None when prepared with ``with_test=False`` (tuning)
     views: Views
     channels: int
     image_size: int
@@ -142,12 +142,16 @@ class PreparedData:
         return subset
 
 
-def prepare(cfg: DatasetConfig, tasks: Any | None = None) -> PreparedData:
-    """Load the dataset named by ``cfg`` and lay it out for amalgamation."""
+def prepare(cfg: DatasetConfig, tasks: Any | None = None, with_test: bool = True) -> PreparedData:
+    """Load the dataset named by ``cfg`` and lay it out for amalgamation.
+
+    ``with_test=False`` (hyper-parameter tuning) never touches the loader's test split:
+    ``test`` is None and nothing downstream can select on it."""
     source = load_source(cfg)
     layout = resolve_tasks(cfg.tasks if tasks is None else tasks, source, source.groups)
     table = layout.source_to_union(source.num_classes)
-    train, test = _relabel(source.train, table), _relabel(source.test, table)
+    train = _relabel(source.train, table)
+    test = _relabel(source.test, table) if with_test else None
     val = None
     if cfg.val_fraction > 0:
         keep, carved = stratified_carve(train.labels, cfg.val_fraction, cfg.split_seed)

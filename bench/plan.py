@@ -22,6 +22,7 @@ from bench.config import (
     SuiteConfig,
     TeacherConfig,
     format_validation_error,
+    read_yaml,
 )
 from bench.datasets import DATASETS
 from bench.errors import ConfigError
@@ -170,11 +171,36 @@ def _row_label(entry: MethodConfig, cls, point: dict[str, Any]) -> str:
     return f"{base} ({changed})"
 
 
+def _params_from(entry: MethodConfig, where: str) -> dict[str, Any]:
+    """The ``params`` of the tuning result named by ``entry.params_from`` (validated)."""
+    if entry.params_from is None:
+        return {}
+    path = Path(entry.params_from).expanduser()
+    key = f"{where}.params_from"
+    try:
+        data = read_yaml(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    params = data.get("params")
+    if not isinstance(params, dict):
+        raise ConfigError(f"{key}: {path}: expected a 'params' mapping (a tune best.yaml)")
+    tuned_for = data.get("method")
+    if tuned_for is not None and tuned_for != entry.name:
+        raise ConfigError(
+            f"{key}: {path}: params tuned for method {tuned_for!r}, not {entry.name!r}"
+        )
+    try:
+        METHODS.get(entry.name).Params.model_validate(params)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"{key}: {path}: params")) from None
+    return params
+
+
 def _resolve_entry(
     entry: MethodConfig, point: dict[str, Any], suite: SuiteConfig, where: str
 ) -> tuple[dict[str, Any], ModelConfig, OptimConfig]:
     """Method params (validated, defaults filled), student and optim for one grid point."""
-    params = dict(entry.params)
+    params = {**_params_from(entry, where), **entry.params}
     student = (entry.student or suite.student).model_dump()
     optim = (entry.optim or suite.optim).model_dump()
     for key, value in point.items():

@@ -52,15 +52,17 @@ def execute(
     num_workers: int = 0,
     callbacks: list[EpochCallback] = (),
     progress: bool = True,
+    with_test: bool = True,
     checkpoint: Checkpoint | None = None,
 ) -> dict[str, Any]:
     """Run one RunSpec to completion and return its finished record (raises on failure).
 
-    ``checkpoint``: resume the student's training from it and save to it
-    (:mod:`bench.checkpoint`); the record says ``resumed_from_epoch``."""
+    ``with_test=False`` (tuning): the test split is never loaded or evaluated; the record
+    has validation metrics only. ``checkpoint``: resume the student's training from it
+    and save to it (:mod:`bench.checkpoint`); the record says ``resumed_from_epoch``."""
     spec = run.spec
     t0 = time.perf_counter()
-    data = prepare(spec.dataset_config())
+    data = prepare(spec.dataset_config(), with_test=with_test)
     teachers, teacher_meta = [], []
     for tspec in spec.teacher_specs(len(data.layout.tasks)):
         model, meta = get_teacher(
@@ -111,16 +113,19 @@ def execute(
             checkpoint=checkpoint,
         )
     method.eval()
-    test = evaluate(method.predict, data.test, data.views, data.layout, device, num_workers)
-    metrics: dict[str, Any] = {"test_acc": test["acc"], "task_acc": test["task_acc"]}
+    metrics: dict[str, Any] = {}
+    if data.test is not None:
+        test = evaluate(method.predict, data.test, data.views, data.layout, device, num_workers)
+        metrics.update(test_acc=test["acc"], task_acc=test["task_acc"])
     if data.val is not None and len(data.val):
         if fitted is not None and fitted.best_state is not None:
             metrics["val_acc"] = fitted.history[-1].get("val_acc")
             metrics["best_val_acc"] = fitted.best_val_acc
             metrics["best_val_epoch"] = fitted.best_val_epoch
-            method.load_state_dict(fitted.best_state)
-            best = evaluate(method.predict, data.test, data.views, data.layout, device)
-            metrics["test_acc_at_best_val"] = best["acc"]
+            if data.test is not None:
+                method.load_state_dict(fitted.best_state)
+                best = evaluate(method.predict, data.test, data.views, data.layout, device)
+                metrics["test_acc_at_best_val"] = best["acc"]
         else:
             metrics["val_acc"] = evaluate(method.predict, data.val, data.views, None, device)["acc"]
     return build_record(

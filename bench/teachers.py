@@ -99,7 +99,12 @@ def get_teacher(
     if meta is not None and weights.is_file():
         model = _build(spec, data)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return _freeze(model, device), {**meta, "cached": True}
+        model = _freeze(model, device)
+        if meta.get("test_acc_own_classes") is None and data.test is not None:
+            # trained by a test-free tuning run: fill in its own-class test accuracy now
+            meta["test_acc_own_classes"] = _own_test_acc(model, data, spec.task, device)
+            atomic_write_json(meta_path, meta)
+        return model, {**meta, "cached": True}
 
     generator = seed_everything(spec.seed)
     model = _build(spec, data).to(device)
@@ -117,11 +122,8 @@ def get_teacher(
         desc=f"teacher T{spec.task + 1}",
         progress=progress,
     )
-    own_test = data.test.subset(
-        torch.nonzero(_in_task(data.test.labels, data, spec.task)).flatten()
-    )
-    own_test.labels = own_test.labels - data.layout.task_slice(spec.task).start
-    acc = evaluate(trainer.predict, own_test, data.views, None, device)["acc"]
+    # None when the data was prepared without its test split (tuning never reads it)
+    acc = _own_test_acc(model, data, spec.task, device) if data.test is not None else None
     meta = {
         "key": spec.key,
         "spec": spec.model_dump(mode="json"),
@@ -131,8 +133,17 @@ def get_teacher(
     }
     atomic_torch_save(weights, {k: v.cpu() for k, v in model.state_dict().items()})
     atomic_write_json(meta_path, meta)  # written last: its presence marks a complete entry
-    log.info("teacher T%d (%s): %.2f%% on its own classes", spec.task + 1, spec.arch, acc * 100)
+    if acc is not None:
+        log.info("teacher T%d (%s): %.2f%% on its own classes", spec.task + 1, spec.arch, acc * 100)
     return _freeze(model, device), {**meta, "cached": False}
+
+
+def _own_test_acc(model: Classifier, data: PreparedData, task: int, device) -> float:
+    """Top-1 of a teacher on the test images of its own classes (task-local labels)."""
+    own_test = data.test.subset(torch.nonzero(_in_task(data.test.labels, data, task)).flatten())
+    own_test.labels = own_test.labels - data.layout.task_slice(task).start
+    model.eval()
+    return evaluate(lambda x: model(x).logits, own_test, data.views, None, device)["acc"]
 
 
 def _in_task(labels: torch.Tensor, data: PreparedData, task: int) -> torch.Tensor:
