@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from bench.errors import ConfigError
 
@@ -104,6 +111,28 @@ class MethodConfig(Strict):
         return grid
 
 
+def _on_off(value: Any) -> Any:
+    """YAML 1.1 reads bare ``on`` / ``off`` as booleans: take them back as words."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]
+
+
+class SpeedConfig(Strict):
+    """GPU speed switches (``bench.speed``); ``auto`` = on when the device is CUDA, off on
+    the CPU. Suite level, not in RunSpec: they never change a run key."""
+
+    amp: Annotated[Literal["auto", "bf16", "fp16", "off"], BeforeValidator(_on_off)] = "auto"
+    channels_last: Switch = "auto"
+    compile: bool = False
+    cudnn_benchmark: Switch = "auto"
+    pin_memory: Switch = "auto"
+    persistent_workers: Switch = "auto"
+
+
 class SuiteConfig(Strict):
     name: str
     description: str = ""
@@ -118,6 +147,7 @@ class SuiteConfig(Strict):
     # Save each student's training state every N epochs (0: off) so a killed run restarts
     # from its last saved epoch; suite level, not in RunSpec: it never changes a run key.
     checkpoint_every: Annotated[int, Field(ge=0)] = 0
+    speed: SpeedConfig = SpeedConfig()
 
 
 # ---------------------------------------------------------------------------- loading

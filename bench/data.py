@@ -183,7 +183,15 @@ def iterate_batches(
             idx = order[start : start + batch_size]
             yield images.images[idx], images.labels[idx]
         return
-    loader = DataLoader(
+    yield from _file_loader(
+        images, batch_size, shuffle, generator, drop_last, num_workers, pin_memory, False
+    )
+
+
+def _file_loader(
+    images, batch_size, shuffle, generator, drop_last, num_workers, pin_memory, persistent
+) -> DataLoader:
+    return DataLoader(
         images,
         batch_size=batch_size,
         shuffle=shuffle,
@@ -191,6 +199,50 @@ def iterate_batches(
         drop_last=drop_last,
         num_workers=num_workers,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        persistent_workers=persistent and num_workers > 0,
     )
-    yield from loader
+
+
+class EpochBatches:
+    """The training batches of one run, iterated once per epoch.
+
+    Same batches, in the same order, as calling :func:`iterate_batches` every epoch with
+    the same generator; but a file dataset's DataLoader is built once, so that with
+    ``persistent_workers`` its worker processes live across epochs instead of starting
+    again each one. ``pin_memory``: batches in page-locked memory (for a CUDA copy)."""
+
+    def __init__(
+        self,
+        images: LabelledImages,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+    ) -> None:
+        self.images, self.batch_size, self.shuffle = images, batch_size, shuffle
+        self.generator, self.drop_last = generator, drop_last
+        self.pin_memory = pin_memory
+        self._loader = None
+        if not isinstance(images, TensorImages):
+            self._loader = _file_loader(
+                images,
+                batch_size,
+                shuffle,
+                generator,
+                drop_last and len(images) >= batch_size,
+                num_workers,
+                pin_memory,
+                persistent_workers,
+            )
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._loader is not None:
+            yield from self._loader
+            return
+        for x, y in iterate_batches(
+            self.images, self.batch_size, self.shuffle, self.generator, self.drop_last
+        ):
+            yield (x.pin_memory(), y) if self.pin_memory else (x, y)

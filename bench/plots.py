@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 REFERENCE_METHODS = ("supervised", "teacher")
-SKIP_CURVES = {"epoch", "epoch_time", "lr"}
+SKIP_CURVES = {"epoch", "epoch_time", "data_time", "step_time", "lr"}
 
 
 def save_figure(fig: Figure, path: Path | str, dpi: int = 120) -> Path:

@@ -11,11 +11,13 @@ from typing import Any
 import torch
 
 from bench.checkpoint import Checkpoint
+from bench.config import SpeedConfig
 from bench.data import prepare
 from bench.evaluate import evaluate
 from bench.models import build_model
 from bench.plan import PlannedRun
 from bench.runtime import seed_everything
+from bench.speed import resolve_speed
 from bench.teachers import get_teacher
 from bench.train import EpochCallback, fit
 from methods import METHODS, MethodContext
@@ -54,19 +56,22 @@ def execute(
     progress: bool = True,
     with_test: bool = True,
     checkpoint: Checkpoint | None = None,
+    speed: SpeedConfig | None = None,
 ) -> dict[str, Any]:
     """Run one RunSpec to completion and return its finished record (raises on failure).
 
     ``with_test=False`` (tuning): the test split is never loaded or evaluated; the record
     has validation metrics only. ``checkpoint``: resume the student's training from it
-    and save to it (:mod:`bench.checkpoint`); the record says ``resumed_from_epoch``."""
+    and save to it (:mod:`bench.checkpoint`); the record says ``resumed_from_epoch``.
+    ``speed``: the suite's GPU speed switches (:mod:`bench.speed`), for the teachers and
+    the student; the record's ``speed`` says what they resolved to on ``device``."""
     spec = run.spec
     t0 = time.perf_counter()
     data = prepare(spec.dataset_config(), with_test=with_test)
     teachers, teacher_meta = [], []
     for tspec in spec.teacher_specs(len(data.layout.tasks)):
         model, meta = get_teacher(
-            tspec, data, Path(results_root) / "teachers", device, num_workers, progress
+            tspec, data, Path(results_root) / "teachers", device, num_workers, progress, speed
         )
         teachers.append(model)
         teacher_meta.append(
@@ -111,6 +116,7 @@ def execute(
             desc=f"{run.meta.row} s{spec.seed}",
             progress=progress,
             checkpoint=checkpoint,
+            speed=speed,
         )
     method.eval()
     metrics: dict[str, Any] = {}
@@ -140,6 +146,7 @@ def execute(
             "total": time.perf_counter() - t0,
         },
         device=str(device),
+        speed=resolve_speed(speed, device, num_workers).describe(),
         resumed_from_epoch=fitted.resumed_from_epoch if fitted else None,
     )
 

@@ -14,7 +14,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
-from bench.config import SuiteConfig
+from bench.config import SpeedConfig, SuiteConfig
 from bench.data import prepare
 from bench.plan import PlannedRun, expand
 from bench.runner import execute, failure_record
@@ -62,7 +62,9 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
     return "\n".join(lines)
 
 
-def _warm_teachers(runs: list[PlannedRun], results_root: Path, device, workers, progress):
+def _warm_teachers(
+    runs: list[PlannedRun], results_root: Path, device, workers, progress, speed=None
+):
     """Train every teacher the pending runs need, once, before runs fan out in parallel."""
     seen: set[str] = set()
     for run in runs:
@@ -71,7 +73,9 @@ def _warm_teachers(runs: list[PlannedRun], results_root: Path, device, workers, 
         for tspec in run.spec.teacher_specs(len(data.layout.tasks)):
             if tspec.key not in seen:
                 seen.add(tspec.key)
-                get_teacher(tspec, data, results_root / "teachers", device, workers, progress)
+                get_teacher(
+                    tspec, data, results_root / "teachers", device, workers, progress, speed
+                )
 
 
 def _execute_safely(
@@ -82,6 +86,7 @@ def _execute_safely(
     progress: bool,
     tracking: TrackingTarget | None = None,
     checkpoint_every: int = 0,
+    speed: SpeedConfig | None = None,
 ) -> dict[str, Any]:
     """Execute one run in this process and return its record; a failure is recorded,
     never raised. With ``tracking`` its MLflow child run is logged live from here; the
@@ -100,6 +105,7 @@ def _execute_safely(
             callbacks=[tracker.on_epoch] if tracker else [],
             progress=progress,
             checkpoint=Checkpoint(run_dir / CHECKPOINT_NAME, checkpoint_every, run.key),
+            speed=speed,
         )
     except Exception as exc:  # recorded as failed; the suite goes on
         rec = failure_record(run, exc)
@@ -254,11 +260,12 @@ def _launch(
                     progress,
                     tracking,
                     every,
+                    suite.speed,
                 ),
             )
         return
     device = resolve_device(device_name)
-    _warm_teachers(pending, results_root, device, suite.num_workers, progress)
+    _warm_teachers(pending, results_root, device, suite.num_workers, progress, suite.speed)
     if launcher == "process":
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -277,6 +284,7 @@ def _launch(
                     False,
                     tracking,
                     every,
+                    suite.speed,
                 ): r
                 for r in pending
             }

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
-from bench.config import OptimConfig
+from bench.config import OptimConfig, SpeedConfig
 from bench.data import PreparedData
 from bench.evaluate import evaluate
 from bench.keys import content_key
@@ -90,9 +90,11 @@ def get_teacher(
     device: torch.device,
     num_workers: int = 0,
     progress: bool = True,
+    speed: SpeedConfig | None = None,
 ) -> tuple[Classifier, dict[str, Any]]:
     """Load the cached teacher for ``spec`` or train and cache it; return it frozen with
-    its metadata (``cached``: whether it was loaded)."""
+    its metadata (``cached``: whether it was loaded). ``speed``: the suite's GPU speed
+    switches for training it (``bench.speed``; never part of its key)."""
     folder = Path(cache_root) / spec.key
     weights, meta_path = folder / "teacher.pt", folder / "meta.json"
     meta = read_json(meta_path)
@@ -121,6 +123,7 @@ def get_teacher(
         num_workers=num_workers,
         desc=f"teacher T{spec.task + 1}",
         progress=progress,
+        speed=speed,
     )
     # None when the data was prepared without its test split (tuning never reads it)
     acc = _own_test_acc(model, data, spec.task, device) if data.test is not None else None

@@ -19,10 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.checkpoint import Checkpoint, rng_state, set_rng_state
-from bench.config import OptimConfig
-from bench.data import iterate_batches
+from bench.config import OptimConfig, SpeedConfig
+from bench.data import EpochBatches
 from bench.datasets import LabelledImages
 from bench.evaluate import evaluate
+from bench.speed import SpeedPlan, resolve_speed
 from bench.views import Views
 from methods.base import Batch, Method
 
@@ -65,12 +66,19 @@ def fit(
     desc: str = "train",
     progress: bool = True,
     checkpoint: Checkpoint | None = None,
+    speed: SpeedConfig | SpeedPlan | None = None,
 ) -> FitResult:
     """Train ``method``'s trainable parameters for ``optim.epochs`` epochs.
 
     ``checkpoint``: resume from it when it holds a saved epoch (the restored epochs are
     replayed through ``callbacks`` first, so they always see the whole history in order)
-    and save to it every ``checkpoint.every`` epochs."""
+    and save to it every ``checkpoint.every`` epochs. ``speed``: the suite's ``speed:``
+    switches (or a resolved plan); ``auto`` is on for CUDA, off on the CPU (bench.speed)."""
+    plan = speed if isinstance(speed, SpeedPlan) else resolve_speed(speed, device, num_workers)
+    plan.apply_global()
+    plan.prepare_module(method)
+    loss_terms = plan.compiled(method.loss_terms)
+    scaler = plan.make_scaler()
     params = [p for p in method.parameters() if p.requires_grad]
     weights = {k: w for k, w in method.weights().items() if w != 0}
     steps_per_epoch = max(1, len(train) // optim.batch_size)
@@ -83,6 +91,8 @@ def fit(
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"], generator)
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
         result.history = list(saved["history"])
         result.best_val_acc, result.best_val_epoch = saved["best_val_acc"], saved["best_val_epoch"]
         result.best_state = saved["best_state"]
@@ -92,6 +102,16 @@ def fit(
         for record in result.history:
             for callback in callbacks:
                 callback(record["epoch"], record)
+    batches = EpochBatches(
+        train,
+        optim.batch_size,
+        True,
+        generator,
+        drop_last=True,
+        num_workers=num_workers,
+        pin_memory=plan.pin_memory,
+        persistent_workers=plan.persistent_workers,
+    )
     bar = tqdm(range(first, optim.epochs + 1), desc=desc, leave=False, disable=not progress)
     for epoch in bar:
         method.train()
@@ -100,32 +120,44 @@ def fit(
         start = time.perf_counter()
         sums: dict[str, float] = {}
         n_steps = 0
-        for x, y in iterate_batches(
-            train, optim.batch_size, True, generator, drop_last=True, num_workers=num_workers
-        ):
-            x = x.to(device, non_blocking=True)
+        data_time = 0.0  # waiting for the next batch (loader / workers)
+        waited = time.perf_counter()
+        for x, y in batches:
+            data_time += time.perf_counter() - waited
+            x = plan.to_device(x, device)
             batch = Batch(
-                x1=views.train(x),
-                x2=views.train(x) if method.needs_second_view else None,
-                y=y.to(device) if method.uses_labels else None,
+                x1=plan.format_input(views.train(x)),
+                x2=plan.format_input(views.train(x)) if method.needs_second_view else None,
+                y=plan.to_device(y, device) if method.uses_labels else None,
             )
-            terms = method.loss_terms(batch)
-            loss = sum(weights[k] * v for k, v in terms.items() if k in weights)
+            with plan.autocast():  # views above and evaluation stay in float32
+                terms = loss_terms(batch)
+                loss = sum(weights[k] * v for k, v in terms.items() if k in weights)
             if not torch.isfinite(loss):
                 bad = [k for k, v in terms.items() if not torch.isfinite(v)]
                 raise NonFiniteLoss(f"epoch {epoch}: loss is not finite (terms: {bad})")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()  # pass-through unless fp16 on CUDA
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             n_steps += 1
             sums["loss"] = sums.get("loss", 0.0) + loss.item()
             for k, v in terms.items():
                 sums[f"loss/{k}"] = sums.get(f"loss/{k}", 0.0) + v.item()
+            waited = time.perf_counter()
         epoch_time = time.perf_counter() - start
         result.train_time += epoch_time
         record: dict[str, Any] = {k: v / max(1, n_steps) for k, v in sums.items()}
-        record.update(epoch=epoch, lr=opt.param_groups[0]["lr"], epoch_time=epoch_time)
+        # data_time: waiting for batches; step_time: everything else (views, forward,
+        # backward, optimiser; .item() syncs the device every step, so this is honest)
+        record.update(
+            epoch=epoch,
+            lr=opt.param_groups[0]["lr"],
+            epoch_time=epoch_time,
+            data_time=data_time,
+            step_time=epoch_time - data_time,
+        )
         if val is not None and len(val) > 0:
             method.eval()
             record["val_acc"] = evaluate(method.predict, val, views, None, device)["acc"]
@@ -146,6 +178,7 @@ def fit(
                     "best_val_epoch": result.best_val_epoch,
                     "best_state": result.best_state,
                     "train_time": result.train_time,
+                    "scaler": scaler.state_dict(),
                 }
             )
         bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")

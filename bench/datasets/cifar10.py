@@ -4,7 +4,7 @@ torchvision's python format (``cifar-10-batches-py/``, read by torchvision)."""
 from __future__ import annotations
 
 from bench.datasets.base import DatasetError, SourceData
-from bench.datasets.common import check_sizes, resolve_root, source, tensor_split
+from bench.datasets.common import check_sizes, resolve_source, source, tensor_split
 from bench.datasets.image_folder import SPLIT_LAYOUT, load_folder
 from bench.datasets.registry import DATASETS
 
@@ -23,12 +23,14 @@ def cifar10(
     split_seed: int = 0,
     train_per_class: int | None = None,
     test_per_class: int | None = None,
+    archive: str | None = None,
 ) -> SourceData:
     """CIFAR-10 at 32 px: image folders or torchvision's python batches.
 
     Classes in the official (alphabetical) order; ``*_per_class`` keep the first N of
-    each class after a shuffle seeded by ``split_seed``."""
-    root = resolve_root("cifar10", root, "cifar10")
+    each class after a shuffle seeded by ``split_seed``. ``archive``
+    (instead of ``root``): a .tar.gz of this layout, unpacked once into the cache."""
+    root = resolve_source("cifar10", root, archive, "cifar10")
     if root.name == BATCHES:
         root = root.parent
     if not (root / BATCHES).is_dir():

@@ -44,6 +44,24 @@ def resolve_root(name: str, root: str | Path | None, default_folder: str | None)
     raise DatasetError(msg)
 
 
+def resolve_source(
+    name: str, root: str | Path | None, archive: str | Path | None, default_folder: str | None
+) -> Path:
+    """``archive`` (a ``.tar.gz`` etc.; a relative path is taken from the current directory,
+    i.e. the project root when ``bench`` runs there) is unpacked once into
+    ``$KA_BENCH_CACHE/archives`` and its top folder is the root; else :func:`resolve_root`."""
+    if archive is None or str(archive) == "":
+        return resolve_root(name, root, default_folder)
+    if root is not None and str(root) != "":
+        raise DatasetError(f"{name}: set either `root:` or `params.archive`, not both")
+    from bench.datasets.archive import unpack_archive
+
+    try:
+        return unpack_archive(Path(archive))
+    except DatasetError as exc:
+        raise DatasetError(f"{name}: {exc}") from exc
+
+
 def layout_error(name: str, root: Path, what: str, expected: str) -> DatasetError:
     """One line naming the root and the layout it should have."""
     article = "an" if what[:1].lower() in "aeiou" else "a"

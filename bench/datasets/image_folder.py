@@ -12,7 +12,7 @@ from bench.datasets.common import (
     limit_per_class,
     list_dirs,
     list_images,
-    resolve_root,
+    resolve_source,
     source,
     stratified_split,
 )
@@ -36,12 +36,14 @@ def image_folder(
     split_seed: int = 0,
     train_per_class: int | None = None,
     test_per_class: int | None = None,
+    archive: str | None = None,
 ) -> SourceData:
     """Any image folders: ``train/<class>/`` + ``test/<class>/``, or one ``<class>/`` tree.
 
     Classes are the sorted folder names. Without ``train/`` and ``test/`` the single
-    folder is split per class (``test_fraction``, seeded by ``split_seed``)."""
-    root = resolve_root("image_folder", root, None)
+    folder is split per class (``test_fraction``, seeded by ``split_seed``). ``archive``
+    (instead of ``root``): a .tar.gz of this layout, unpacked once into the cache."""
+    root = resolve_source("image_folder", root, archive, None)
     return load_folder(
         "image_folder",
         root,

@@ -4,7 +4,7 @@ torchvision's raw IDX format (``MNIST/raw/``, read by torchvision)."""
 from __future__ import annotations
 
 from bench.datasets.base import DatasetError, SourceData
-from bench.datasets.common import check_sizes, resolve_root, source, tensor_split
+from bench.datasets.common import check_sizes, resolve_source, source, tensor_split
 from bench.datasets.image_folder import SPLIT_LAYOUT, load_folder
 from bench.datasets.registry import DATASETS
 
@@ -24,12 +24,14 @@ def mnist(
     split_seed: int = 0,
     train_per_class: int | None = None,
     test_per_class: int | None = None,
+    archive: str | None = None,
 ) -> SourceData:
     """MNIST, grey 28 px: image folders or torchvision's raw IDX files.
 
     No flips by default (a flipped digit is another symbol). ``*_per_class`` keep the
-    first N of each class after a shuffle seeded by ``split_seed``."""
-    root = resolve_root("mnist", root, "mnist")
+    first N of each class after a shuffle seeded by ``split_seed``. ``archive``
+    (instead of ``root``): a .tar.gz of this layout, unpacked once into the cache."""
+    root = resolve_source("mnist", root, archive, "mnist")
     if root.name == "MNIST" and (root / "raw").is_dir():
         root = root.parent
     if not (root / RAW).is_dir():
