@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from bench.config import load_suite
+    from bench.errors import ConfigError
     from bench.plan import expand
     from bench.runtime import configure_threads
     from bench.store import RunStore
@@ -133,6 +134,10 @@ def cmd_run(args) -> int:
 
     suite = load_suite(args.suite, args.overrides)
     results = args.results.resolve()
+    try:
+        expand(suite, args.seeds)  # names, params and files: fail before anything is written
+    except ConfigError as exc:
+        raise ConfigError(f"{args.suite}: {exc}") from None
     if args.dry_run:
         runs = expand(suite, args.seeds)
         print(f"suite {suite.name}: {args.suite} -> {results / suite.name}")

@@ -179,8 +179,8 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from None
     parts = key.split(".")
     node: Any = data
-    for i, part in enumerate(parts[:-1]):
-        node = _child(node, part, ".".join(parts[: i + 1]), create=True)
+    for part in parts[:-1]:
+        node = _child(node, part, key, create=True)
     last = parts[-1]
     if isinstance(node, list):
         node[_index(node, last, key)] = value
@@ -206,11 +206,11 @@ def _child(node: Any, part: str, key: str, create: bool) -> Any:
     return node[part]
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """First pydantic error as ``source: dotted.key: message`` (+ how many more)."""
+def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
+    """First pydantic error as ``source: prefix.dotted.key: message`` (+ how many more)."""
     errors = exc.errors()
     first = errors[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = ".".join([prefix] * bool(prefix) + [str(p) for p in first["loc"]]) or "(top level)"
     value = first.get("input")
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
@@ -220,7 +220,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     elif not isinstance(value, dict | list) and value is not None:
         msg = f"{msg} (got {value!r})"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{source}: {loc}: {msg}{more}"
+    return f"{source}: " * bool(source) + f"{loc}: {msg}{more}"
 
 
 def validate_suite(data: dict[str, Any], source: str) -> SuiteConfig:

@@ -106,6 +106,9 @@ def num_tasks(ds: DatasetConfig) -> int:
     if ds.tasks == "halves":
         return 2
     if ds.tasks == "natural":
+        counter = getattr(DATASETS.get(ds.name), "natural_tasks", None)
+        if counter is not None:  # the loader can tell without loading the data
+            return counter(**ds.params)
         from bench.data import load_source
 
         groups = load_source(ds).groups
@@ -219,7 +222,7 @@ def _resolve_entry(
         student_cfg = ModelConfig.model_validate(student)
         optim_cfg = OptimConfig.model_validate(optim)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"{where}.params")) from None
+        raise ConfigError(format_validation_error(exc, "", f"{where}.params")) from None
     if student_cfg.arch not in MODELS:
         raise ConfigError(f"{where}.grid.student.arch: {_unknown(MODELS, student_cfg.arch)}")
     return resolved, student_cfg, optim_cfg

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
 from bench.config import SpeedConfig, SuiteConfig
 from bench.data import prepare
-from bench.plan import PlannedRun, expand
+from bench.datasets import DATASETS
+from bench.plan import PlannedRun, expand, num_tasks
 from bench.runner import execute, failure_record
 from bench.runtime import resolve_device
 from bench.store import RunStore, atomic_write_text
@@ -48,8 +49,8 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
             f"{run.key:16}  {state:6}  {run.meta.column:14}  {run.meta.seed:>4}  {run.meta.row}"
         )
         ds = run.spec.dataset_config()
-        if ds.tasks != "natural":
-            for t in run.spec.teacher_specs(2 if ds.tasks == "halves" else len(ds.tasks)):
+        if ds.tasks != "natural" or hasattr(DATASETS.get(ds.name), "natural_tasks"):
+            for t in run.spec.teacher_specs(num_tasks(ds)):
                 cached = (results_root / "teachers" / t.key / "meta.json").is_file()
                 teachers[t.key] = (
                     f"{t.key}  {'cached' if cached else 'to train':8}  {ds.column} "

@@ -238,7 +238,7 @@ def check_tune(cfg: TuneConfig, source: str) -> None:
         try:
             cls.Params.model_validate({**base.method.params, **point})
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, f"{source}: enqueue.{i}")) from None
+            raise ConfigError(format_validation_error(exc, source, f"enqueue.{i}")) from None
     # names (dataset, models, local files) and the run plan, through the suite machinery
     point = {key: space.extremes()[0] for key, space in cfg.space.items()}
     try:
