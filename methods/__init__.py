@@ -10,7 +10,7 @@ import pkgutil
 
 from methods.base import METHODS, Batch, Method, MethodContext, NoParams, register
 
-_NOT_PLUGINS = {"base", "losses", "common_space"}
+_NOT_PLUGINS = {"base", "losses", "common_space", "amalgamation"}
 
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in _NOT_PLUGINS and not _info.name.startswith("_"):

@@ -1,0 +1,145 @@
+"""The shared body of the amalgamation methods with feature-level terms: CFL and the CKA
+family (methods.md "Losses" and the method table). Not a plugin: ``cfl``, ``cka_intra``,
+``cka_inter`` and ``cka`` are subclasses of :class:`Amalgamation` that only change the
+defaults of :class:`AmalgamationParams` and the display name.
+
+The objective is Eq. 12 plus CFL's reconstruction term::
+
+    L = l_intra L_intra + l_inter L_inter + l_a L_align + l_d L_std + l_rec L_rec
+
+* ``L_intra`` (Eq. 3): margin-based contrast between the projections ``z1 = h(E_S(x1))``,
+  ``z2 = h(E_S(x2))`` of the student's two views (:func:`methods.losses.intra_contrast`);
+  ``h`` is a two-layer MLP ``C_S -> C_S -> 128`` on the pooled feature, L2-normalised.
+* ``L_inter`` (Eq. 5-6): contrast between the transport maps of the student's and each
+  teacher's raw last-stage maps ``F_S``, ``F_t`` on ``x1``
+  (:func:`methods.losses.inter_contrast`).
+* ``L_align`` (Eq. 7-10): ``sum_t MMD^2(f_S, f_t)`` in the common space
+  (:mod:`methods.common_space`, :func:`methods.losses.mmd2`).
+* ``L_std`` (Eq. 11): KL between the concatenated teachers' and the student's soft targets
+  (:func:`methods.losses.soft_target_kl`).
+* ``L_rec``: per-teacher reconstruction error of the common-space decoders (CFL).
+
+A term whose weight is 0 is neither computed nor are its forward passes run: no projection
+head and no second view without ``L_intra``; no common-space block (not even built) when
+``l_a = l_rec = 0``; no student adapter without ``L_align``; no decoders without ``L_rec``.
+Teachers (frozen, under ``no_grad``) and every cross-model term see ``x1``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from methods.base import Batch, Method, MethodContext
+from methods.common_space import build_common_space
+from methods.losses import inter_contrast, intra_contrast, mmd2, soft_target_kl
+
+Weight = Annotated[float, Field(ge=0)]
+PROJECTION_DIM = 128
+TERMS = ("intra", "inter", "align", "std", "rec")
+
+
+class AmalgamationParams(BaseModel):
+    """Params shared by CFL and the CKA family; the defaults here are the full CKA's
+    (methods.md: ``l_intra = l_inter = l_d = 1``, ``l_a = 10``, ``l_rec = 10``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lambda_intra: Weight = 1.0
+    lambda_inter: Weight = 1.0
+    lambda_align: Weight = 10.0
+    lambda_std: Weight = 1.0
+    lambda_rec: Weight = 10.0
+    alpha: float = 0.4  # Eq. 3 margin
+    distance: Literal["euclidean", "cosine", "mmd"] = "euclidean"  # d of Eq. 5
+    tau: float = Field(default=1.0, gt=0)  # Eq. 5 temperature
+    normalize: bool = True  # L2-normalise rows before L_inter / features before MMD
+    negatives: Literal["sum", "mean"] = "sum"  # reduction R over negatives (Eq. 3, 6)
+    direction: Literal["forward", "reverse"] = "forward"  # KL direction of Eq. 11
+    T: float = Field(default=1.0, gt=0)  # Eq. 11 temperature
+    # MMD bandwidths of L_align (None: the CFL reference's). L_inter's `mmd` distance uses
+    # the default bandwidths: methods.losses.transport_map takes no `sigmas`.
+    sigmas: tuple[Annotated[float, Field(gt=0)], ...] | None = None
+    common_space: Literal["cfl", "mlp"] = "mlp"
+
+    @model_validator(mode="after")
+    def _some_term_on(self) -> AmalgamationParams:
+        if not any(getattr(self, f"lambda_{k}") > 0 for k in TERMS):
+            raise ValueError("every loss weight is 0; turn at least one term on")
+        return self
+
+
+class ProjectionHead(nn.Module):
+    """``h``: two-layer MLP ``C_S -> C_S -> 128`` on the pooled feature, L2-normalised
+    output (Sec. 4.1, SimCLR-style)."""
+
+    def __init__(self, channels: int, out: int = PROJECTION_DIM) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(channels, channels), nn.ReLU(inplace=True), nn.Linear(channels, out)
+        )
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(feat), dim=1)
+
+
+class Amalgamation(Method):
+    """Student + (optional) projection head + (optional) common space; Eq. 12 terms."""
+
+    Params = AmalgamationParams
+
+    def __init__(self, ctx: MethodContext, params: AmalgamationParams) -> None:
+        super().__init__(ctx, params)
+        p = params
+        self.student = ctx.build_student()
+        c_s = self.student.feature_channels
+        self.head = ProjectionHead(c_s) if p.lambda_intra > 0 else None
+        self.common = None
+        if p.lambda_align > 0 or p.lambda_rec > 0:
+            c_t = [t.feature_channels for t in ctx.teachers]
+            self.common = build_common_space(p.common_space, c_s, c_t)
+
+    @property
+    def needs_second_view(self) -> bool:
+        return self.params.lambda_intra > 0
+
+    def weights(self) -> dict[str, float]:
+        return {k: getattr(self.params, f"lambda_{k}") for k in TERMS}
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        p = self.params
+        w = self.weights()
+        uses_teachers = any(w[k] > 0 for k in ("inter", "align", "std", "rec"))
+        teachers = self.teacher_outputs(batch.x1) if uses_teachers else []
+        s1 = self.student(batch.x1)
+        terms: dict[str, torch.Tensor] = {}
+        if w["intra"] > 0:
+            if batch.x2 is None:
+                raise ValueError(f"{self.name}: L_intra is on but the batch has no x2")
+            z1, z2 = self.head(s1.feat), self.head(self.student(batch.x2).feat)
+            terms["intra"] = intra_contrast(z1, z2, p.alpha, p.negatives)
+        if w["inter"] > 0:
+            terms["inter"] = inter_contrast(
+                s1.fmap, [o.fmap for o in teachers], p.distance, p.tau, p.normalize, p.negatives
+            )
+        if self.common is not None:
+            common = self.common(
+                s1.fmap if w["align"] > 0 else None,
+                [o.fmap for o in teachers],
+                reconstruct=w["rec"] > 0,
+            )
+            if w["align"] > 0:
+                terms["align"] = sum(
+                    mmd2(common.student, f_t, p.sigmas, p.normalize) for f_t in common.teachers
+                )
+            if w["rec"] > 0:
+                terms["rec"] = common.rec
+        if w["std"] > 0:
+            terms["std"] = soft_target_kl(s1.logits, [o.logits for o in teachers], p.T, p.direction)
+        return terms
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x).logits

@@ -1,0 +1,18 @@
+"""CKA-Intra (Table 2 row): ``L_intra + 10 L_align + L_std`` (+ ``10 L_rec``) -- Eq. 12
+with ``l_inter = 0``; margin-based intra-model contrast (Eq. 3) on the ``mlp`` common space.
+"""
+
+from __future__ import annotations
+
+from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
+from methods.base import register
+
+
+class CKAIntraParams(AmalgamationParams):
+    lambda_inter: Weight = 0.0
+
+
+@register("cka_intra")
+class CKAIntra(Amalgamation):
+    display = "CKA-Intra"
+    Params = CKAIntraParams

@@ -1,0 +1,299 @@
+"""The method-plugin contract, checked for every registered method on tiny random teachers
+of different widths and output sizes (heterogeneous teachers), plus the amalgamation
+family's promises: weight-0 terms are never computed, frozen teachers get no gradient, and
+the common-space blocks agree in shape across heterogeneous models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from bench.config import OptimConfig
+from bench.datasets.base import AugmentDefaults, TensorImages
+from bench.models import small_cnn
+from bench.train import fit
+from bench.views import Views
+from methods import METHODS, Batch, MethodContext
+from methods.amalgamation import Amalgamation
+from methods.common_space import build_common_space
+
+PX = 8  # input size; the models below end at different spatial sizes on it
+TASKS = [3, 2]  # classes per teacher; the union has 5
+
+
+def make_teachers() -> list:
+    """Two frozen teachers: 4x4 maps with 16 channels, 8x8 maps with 24 channels."""
+    torch.manual_seed(0)
+    teachers = [
+        small_cnn(TASKS[0], in_channels=1, image_size=8, width=4),  # 16 ch, 4x4 at 8 px
+        small_cnn(TASKS[1], in_channels=1, image_size=4, width=6),  # 24 ch, 8x8 at 8 px
+    ]
+    for t in teachers:
+        t.eval()  # requires_grad left on: no_grad in the plugin must be what keeps them frozen
+    return teachers
+
+
+def make_ctx(teachers=None) -> MethodContext:
+    teachers = teachers if teachers is not None else make_teachers()
+    return MethodContext(
+        teachers=teachers,
+        task_sizes=TASKS,
+        # 12 channels at 2x2 on 8 px input: differs from both teachers
+        build_student=lambda: small_cnn(sum(TASKS), in_channels=1, image_size=16, width=3),
+        channels=1,
+        image_size=PX,
+    )
+
+
+def build(name: str, teachers=None, **params):
+    cls = METHODS.get(name)
+    return cls(make_ctx(teachers), cls.Params(**params))
+
+
+def tiny_data(n: int = 8) -> TensorImages:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 1, PX, PX), dtype=torch.uint8, generator=g)
+    return TensorImages(images, torch.arange(n) % sum(TASKS))
+
+
+VIEWS = Views(AugmentDefaults(image_size=PX), load_size=PX, mean=(0.5,), std=(0.25,))
+
+
+def nonzero(method) -> set[str]:
+    return {k for k, w in method.weights().items() if w != 0}
+
+
+# ------------------------------------------------------------------- every method
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_trains_one_step_and_predicts_the_union(name):
+    teachers = make_teachers()
+    method = build(name, teachers)
+    cls = type(method)
+    x = VIEWS.test(tiny_data().images)
+    if cls.trains:
+        result = fit(
+            method,
+            train=tiny_data(),
+            val=None,
+            views=VIEWS,
+            optim=OptimConfig(epochs=1, batch_size=8, lr=1e-3),
+            device=torch.device("cpu"),
+            generator=torch.Generator().manual_seed(0),
+            progress=False,
+        )
+        (record,) = result.history
+        logged = {k.removeprefix("loss/") for k in record if k.startswith("loss/")}
+        assert logged == nonzero(method) and logged
+        assert all(torch.isfinite(torch.tensor(record[f"loss/{k}"])) for k in logged)
+        # loss_terms directly: exactly the non-zero-weight terms, finite scalars
+        method.train()
+        batch = Batch(x1=x, x2=x.flip(3) if method.needs_second_view else None)
+        if cls.uses_labels:
+            batch.y = torch.arange(len(x)) % sum(TASKS)
+        terms = method.loss_terms(batch)
+        assert set(terms) == nonzero(method)
+        for k, v in terms.items():
+            assert v.ndim == 0 and torch.isfinite(v), k
+    for t in teachers:
+        assert all(p.grad is None for p in t.parameters())
+    teacher_ids = {id(p) for t in teachers for p in t.parameters()}
+    assert not teacher_ids & {id(p) for p in method.parameters()}
+    method.eval()
+    with torch.no_grad():
+        logits = method.predict(x)
+    assert logits.shape == (len(x), sum(TASKS))
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_params_forbid_unknown_keys(name):
+    with pytest.raises(ValidationError):
+        METHODS.get(name).Params(no_such_param=1)
+
+
+# ------------------------------------------------------- the amalgamation family
+
+
+EXPECTED_DEFAULTS = {  # methods.md method table: (intra, inter, align, std, rec), space
+    "cfl": ((0, 0, 10, 1, 10), "cfl", "CFL"),
+    "cka_intra": ((1, 0, 10, 1, 10), "mlp", "CKA-Intra"),
+    "cka_inter": ((0, 1, 10, 1, 10), "mlp", "CKA-Inter"),
+    "cka": ((1, 1, 10, 1, 10), "mlp", "CKA"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_DEFAULTS))
+def test_amalgamation_defaults_follow_the_method_table(name):
+    cls = METHODS.get(name)
+    assert issubclass(cls, Amalgamation)
+    weights, space, display = EXPECTED_DEFAULTS[name]
+    p = cls.Params()
+    assert (p.lambda_intra, p.lambda_inter, p.lambda_align, p.lambda_std, p.lambda_rec) == weights
+    assert p.common_space == space and cls.display == display
+    assert (p.alpha, p.distance, p.tau, p.normalize, p.negatives) == (
+        0.4,
+        "euclidean",
+        1.0,
+        True,
+        "sum",
+    )
+    assert (p.direction, p.T, p.sigmas) == ("forward", 1.0, None)
+    expected = {
+        "lambda_intra", "lambda_inter", "lambda_align", "lambda_std", "lambda_rec", "alpha",
+        "distance", "tau", "normalize", "negatives", "direction", "T", "sigmas", "common_space",
+    }  # fmt: skip
+    assert set(cls.Params.model_fields) == expected
+
+
+def test_all_weights_zero_is_an_error():
+    zero = {f"lambda_{k}": 0 for k in ("intra", "inter", "align", "std", "rec")}
+    with pytest.raises(ValidationError, match="at least one term"):
+        METHODS.get("cka").Params(**zero)
+
+
+class Calls:
+    """Counts forward calls of modules (by label) through forward hooks."""
+
+    def __init__(self) -> None:
+        self.n: dict[str, int] = {}
+
+    def watch(self, label: str, module) -> None:
+        if module is None:
+            return
+
+        def hook(*_):
+            self.n[label] = self.n.get(label, 0) + 1
+
+        module.register_forward_hook(hook)
+
+    def __getitem__(self, label: str) -> int:
+        return self.n.get(label, 0)
+
+
+def step_counts(**params) -> tuple[Calls, set[str], object]:
+    method = build("cka", **params)
+    calls = Calls()
+    calls.watch("student", method.student)
+    calls.watch("teacher", method.teachers[0])
+    calls.watch("head", method.head)
+    if method.common is not None:
+        calls.watch("student_adapter", method.common.adapters[0])
+        for i, dec in enumerate(method.common.decoders):
+            calls.watch(f"decoder{i}", dec)
+        calls.watch("shared", getattr(method.common, "mlp", None))
+    x = VIEWS.train(tiny_data().images)
+    x2 = VIEWS.train(tiny_data().images) if method.needs_second_view else None
+    method.train()
+    terms = method.loss_terms(Batch(x1=x, x2=x2))
+    sum(terms.values()).backward()
+    return calls, set(terms), method
+
+
+def test_full_cka_runs_every_part():
+    calls, terms, method = step_counts()
+    assert method.needs_second_view
+    assert terms == {"intra", "inter", "align", "std", "rec"}
+    assert calls["student"] == 2 and calls["head"] == 2 and calls["teacher"] == 1
+    assert calls["student_adapter"] == 1 and calls["decoder0"] == calls["decoder1"] == 1
+    assert calls["shared"] == 1  # every model's pooled feature through the MLP as one batch
+
+
+def test_intra_off_skips_the_second_view_and_the_projection_head():
+    calls, terms, method = step_counts(lambda_intra=0)
+    assert not method.needs_second_view and method.head is None
+    assert "intra" not in terms
+    assert calls["student"] == 1 and calls["head"] == 0
+
+
+def test_intra_only_runs_no_teacher():
+    off = {f"lambda_{k}": 0 for k in ("inter", "align", "std", "rec")}
+    calls, terms, method = step_counts(**off)
+    assert terms == {"intra"} and calls["teacher"] == 0 and method.common is None
+
+
+def test_sigmas_from_yaml_lists_are_used_by_align():
+    p = METHODS.get("cka").Params(sigmas=[0.5, 1.0])
+    assert p.sigmas == (0.5, 1.0) and p.model_dump(mode="json")["sigmas"] == [0.5, 1.0]
+
+
+def test_align_and_rec_off_build_no_common_space():
+    calls, terms, method = step_counts(lambda_align=0, lambda_rec=0)
+    assert method.common is None and terms == {"intra", "inter", "std"}
+    assert not any(name.startswith("common") for name, _ in method.named_parameters())
+
+
+def test_rec_off_runs_no_decoder_and_align_off_no_student_adapter():
+    calls, terms, _ = step_counts(lambda_rec=0)
+    assert "rec" not in terms and calls["decoder0"] == calls["decoder1"] == 0
+    assert calls["student_adapter"] == 1
+    calls, terms, _ = step_counts(lambda_align=0)
+    assert "align" not in terms and calls["student_adapter"] == 0
+    assert calls["decoder0"] == calls["decoder1"] == 1
+
+
+def test_common_space_parts_are_trainable_and_teachers_get_no_gradient():
+    teachers = make_teachers()
+    method = build("cka", teachers)
+    x = VIEWS.train(tiny_data().images)
+    terms = method.loss_terms(Batch(x1=x, x2=x.flip(3)))
+    sum(terms.values()).backward()
+    for name, p in method.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+    assert all(p.grad is None for t in teachers for p in t.parameters())
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine", "mmd"])
+def test_inter_distances_on_heterogeneous_maps(distance):
+    method = build("cka_inter", distance=distance)
+    x = VIEWS.train(tiny_data().images)
+    terms = method.loss_terms(Batch(x1=x))
+    assert torch.isfinite(terms["inter"])
+
+
+# ------------------------------------------------------------------ common space
+
+B = 4
+STUDENT = torch.randn(B, 12, 8, 8)
+TEACHERS = [torch.randn(B, 16, 2, 2), torch.randn(B, 24, 4, 4)]
+
+
+def test_cfl_space_shapes_for_heterogeneous_teachers():
+    space = build_common_space("cfl", 12, [16, 24])
+    out = space(STUDENT, TEACHERS)
+    # L_align compares at the smallest map size (2x2) of the 128-channel extractor output
+    assert out.student.shape == (B, 128 * 2 * 2)
+    assert [f.shape for f in out.teachers] == [(B, 128 * 2 * 2)] * 2
+    # decoders reconstruct each teacher's raw map at its own size and channels
+    for t, (dec, f_t) in enumerate(zip(space.decoders, TEACHERS)):
+        h = space.extractor(space.adapters[1 + t](f_t))
+        assert h.shape[2:] == f_t.shape[2:] and dec(h).shape == f_t.shape
+    assert out.rec.ndim == 0 and out.rec > 0
+    assert space.adapters[0][0].bias is None and space.adapters[0][0].out_channels == 256
+
+
+def test_cfl_space_equal_sizes_are_not_pooled():
+    space = build_common_space("cfl", 12, [16])
+    fs, ft = torch.randn(B, 12, 4, 4), torch.randn(B, 16, 4, 4)
+    out = space(fs, [ft])
+    h = space.extractor(space.adapters[0](fs))
+    torch.testing.assert_close(out.student, h.flatten(1))
+
+
+def test_mlp_space_shapes_for_heterogeneous_teachers():
+    space = build_common_space("mlp", 12, [16, 24])
+    out = space(STUDENT, TEACHERS)
+    assert out.student.shape == (B, 128)
+    assert [f.shape for f in out.teachers] == [(B, 128)] * 2
+    assert [tuple(d(f).shape) for d, f in zip(space.decoders, out.teachers)] == [(B, 256)] * 2
+    assert out.rec.ndim == 0
+    # batching the shared MLP over models changes nothing
+    alone = space.mlp(space.adapters[2](TEACHERS[1]).mean(dim=(2, 3)))
+    torch.testing.assert_close(out.teachers[1], alone)
+
+
+def test_common_space_without_student_or_reconstruction():
+    for kind in ("cfl", "mlp"):
+        out = build_common_space(kind, 12, [16, 24])(None, TEACHERS, reconstruct=False)
+        assert out.student is None and out.rec is None and len(out.teachers) == 2
