@@ -54,7 +54,10 @@ def _add_table(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="write to this file (atomically)")
     p.add_argument("--per-task", action="store_true", help="T1..TN and Merge columns (Table 5)")
     p.add_argument(
-        "--reference", choices=["paper"], default=None, help="add the paper's published numbers"
+        "--reference",
+        choices=["paper", "paper:2", "paper:5"],
+        default=None,
+        help="add the paper's published numbers (paper = Table 2; paper:5 = Table 5)",
     )
     p.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest")
     p.add_argument("--alpha", type=float, default=0.05)
