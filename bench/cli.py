@@ -213,7 +213,6 @@ def cmd_table(args) -> int:
 
 def _mlflow_table(args, report) -> str:
     """``bench table --mlflow EXPERIMENT``: the same table from MLflow child runs."""
-    from bench.store import atomic_write_text
     from bench.tracking import default_tracking_uri, resolve_tracking_uri
 
     results = args.results or (Path(args.source).parent if args.source else Path("results"))
@@ -224,23 +223,18 @@ def _mlflow_table(args, report) -> str:
     n_failed = len(report.load_failures_mlflow(args.mlflow, uri))
     if df.empty:
         raise BenchError(f"table: no finished runs in MLflow experiment {args.mlflow!r} at {uri}")
-    table = report.build_table(
+    return report.render_frame(
         df,
+        n_failed,
+        fmt=args.format,
+        out=args.out,
         per_task=args.per_task,
+        reference=args.reference,
         test=args.test,
         alpha=args.alpha,
-        reference=args.reference,
-        n_failed=n_failed,
+        caption=args.caption,
+        label=args.label,
     )
-    if args.format == "latex":
-        text = report.to_latex(table, caption=args.caption, label=args.label)
-    elif args.format == "markdown":
-        text = report.to_markdown(table, caption=args.caption)
-    else:
-        text = report.to_csv(table)
-    if args.out is not None:
-        atomic_write_text(args.out, text)
-    return text
 
 
 def cmd_tune(args) -> int:

@@ -735,13 +735,34 @@ def render_table(
     exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
 ) -> str:
     """The table of ``suite_dir`` as ``fmt`` (markdown | latex | csv); also written to ``out``."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
     records = read_records(suite_dir)
     df = results_frame(records)
     n_failed = len(failures_frame(records))
     if df.empty:
         raise ValueError(f"no finished runs under {_runs_dir(suite_dir)} ({n_failed} failed)")
+    return render_frame(
+        df, n_failed, fmt, out, per_task, reference, test, alpha, caption, label, metric, exclude
+    )
+
+
+def render_frame(
+    df: pd.DataFrame,
+    n_failed: int = 0,
+    fmt: str = "markdown",
+    out: Path | str | None = None,
+    per_task: bool = False,
+    reference: str | None = None,
+    test: str = "ttest",
+    alpha: float = 0.05,
+    caption: str | None = None,
+    label: str | None = None,
+    metric: str = "test_acc",
+    exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
+) -> str:
+    """A tidy results frame (from ``result.json`` files or MLflow) as ``fmt``; also
+    written atomically to ``out``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
     table = build_table(df, metric, per_task, exclude, test, alpha, reference, n_failed)
     text = _render(table, fmt, caption, label)
     if out is not None:

@@ -36,6 +36,7 @@ from bench.config import (
     MethodConfig,
     ModelConfig,
     OptimConfig,
+    PositiveInt,
     Strict,
     SuiteConfig,
     TeacherConfig,
@@ -45,7 +46,6 @@ from bench.config import (
 )
 from bench.errors import ConfigError
 
-PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 Choice = str | bool | int | float | None
 
