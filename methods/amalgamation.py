@@ -27,7 +27,7 @@ Teachers (frozen, under ``no_grad``) and every cross-model term see ``x1``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,38 +37,61 @@ from torch import nn
 from methods.base import Batch, Method, MethodContext
 from methods.common_space import build_common_space
 from methods.losses import inter_contrast, intra_contrast, mmd2, soft_target_kl
+from methods.readings import READINGS, expand_reading
 
 Weight = Annotated[float, Field(ge=0)]
 PROJECTION_DIM = 128
 TERMS = ("intra", "inter", "align", "std", "rec")
+STUDENT_TERMS = ("intra", "inter", "align", "std")  # terms whose gradient reaches the student
 
 
 class AmalgamationParams(BaseModel):
-    """Params shared by CFL and the CKA family; the defaults here are the full CKA's
-    (methods.md: ``l_intra = l_inter = l_d = 1``, ``l_a = 10``, ``l_rec = 10``)."""
+    """Params shared by CFL and the CKA family. Loss weights default to Eq. 12's
+    (``l_intra = l_inter = l_d = 1``, ``l_a = 10``); every ambiguous reading of Eq. 3-12 is its
+    own option, filled from the ``reading`` preset unless set (:mod:`methods.readings`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    reading: Literal[READINGS] = "default"  # the preset unset reading options come from
     lambda_intra: Weight = 1.0
     lambda_inter: Weight = 1.0
     lambda_align: Weight = 10.0
     lambda_std: Weight = 1.0
-    lambda_rec: Weight = 10.0
-    alpha: float = 0.4  # Eq. 3 margin
+    lambda_rec: Weight = 10.0  # reading (CFL's term, not in Eq. 12)
+    alpha: float = Field(default=0.4, ge=-1, le=1)  # Eq. 3 margin: a cosine, so in [-1, 1]
     distance: Literal["euclidean", "cosine", "mmd"] = "euclidean"  # d of Eq. 5
     tau: float = Field(default=1.0, gt=0)  # Eq. 5 temperature
-    normalize: bool = True  # L2-normalise rows before L_inter / features before MMD
-    negatives: Literal["sum", "mean"] = "sum"  # reduction R over negatives (Eq. 3, 6)
+    # readings (methods.readings.READING_OPTIONS); the defaults shown are the `default` preset's
+    intra_negatives: Literal["sum", "mean"] = "mean"  # R over negatives in Eq. 3
+    inter_negatives: Literal["sum", "mean"] = "mean"  # R over negatives in Eq. 6
+    inter_normalize: bool = True  # L2-normalise rows before d in Eq. 5
+    self_mask: bool = True  # drop j = i from Eq. 5's softmax
+    kernels: Literal["sum", "mean"] = "mean"  # kernel combination (Eq. 9 convex = mean)
+    align_normalize: bool = True  # L2-normalise common features before MMD
+    rec_target: Literal["raw", "adapter"] = "raw"  # mlp space's L_rec target
+    std_reduction: Literal["mean", "sum"] = "mean"  # batch reduction of Eq. 11
     direction: Literal["forward", "reverse"] = "forward"  # KL direction of Eq. 11
     T: float = Field(default=1.0, gt=0)  # Eq. 11 temperature
-    # MMD bandwidths of L_align (None: the CFL reference's). L_inter's `mmd` distance uses
-    # the default bandwidths: methods.losses.transport_map takes no `sigmas`.
+    # MMD bandwidths of L_align and of L_inter's `mmd` distance (None: the CFL reference's)
     sigmas: tuple[Annotated[float, Field(gt=0)], ...] | None = None
     common_space: Literal["cfl", "mlp"] = "mlp"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_reading(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return expand_reading(data, cls.model_fields["reading"].default)
+        return data
 
     @model_validator(mode="after")
     def _some_term_on(self) -> AmalgamationParams:
         if not any(getattr(self, f"lambda_{k}") > 0 for k in TERMS):
             raise ValueError("every loss weight is 0; turn at least one term on")
+        if not any(getattr(self, f"lambda_{k}") > 0 for k in STUDENT_TERMS):
+            raise ValueError(
+                "only lambda_rec is on, and L_rec trains no student parameter (it reaches the "
+                "common space's teacher side only); turn on one of "
+                + ", ".join(f"lambda_{k}" for k in STUDENT_TERMS)
+            )
         return self
 
 
@@ -100,7 +123,7 @@ class Amalgamation(Method):
         self.common = None
         if p.lambda_align > 0 or p.lambda_rec > 0:
             c_t = [t.feature_channels for t in ctx.teachers]
-            self.common = build_common_space(p.common_space, c_s, c_t)
+            self.common = build_common_space(p.common_space, c_s, c_t, p.rec_target)
 
     @property
     def needs_second_view(self) -> bool:
@@ -120,10 +143,18 @@ class Amalgamation(Method):
             if batch.x2 is None:
                 raise ValueError(f"{self.name}: L_intra is on but the batch has no x2")
             z1, z2 = self.head(s1.feat), self.head(self.student(batch.x2).feat)
-            terms["intra"] = intra_contrast(z1, z2, p.alpha, p.negatives)
+            terms["intra"] = intra_contrast(z1, z2, p.alpha, p.intra_negatives)
         if w["inter"] > 0:
             terms["inter"] = inter_contrast(
-                s1.fmap, [o.fmap for o in teachers], p.distance, p.tau, p.normalize, p.negatives
+                s1.fmap,
+                [o.fmap for o in teachers],
+                p.distance,
+                p.tau,
+                p.inter_normalize,
+                p.inter_negatives,
+                p.self_mask,
+                p.sigmas,
+                p.kernels,
             )
         if self.common is not None:
             common = self.common(
@@ -133,12 +164,15 @@ class Amalgamation(Method):
             )
             if w["align"] > 0:
                 terms["align"] = sum(
-                    mmd2(common.student, f_t, p.sigmas, p.normalize) for f_t in common.teachers
+                    mmd2(common.student, f_t, p.sigmas, p.align_normalize, p.kernels)
+                    for f_t in common.teachers
                 )
             if w["rec"] > 0:
                 terms["rec"] = common.rec
         if w["std"] > 0:
-            terms["std"] = soft_target_kl(s1.logits, [o.logits for o in teachers], p.T, p.direction)
+            terms["std"] = soft_target_kl(
+                s1.logits, [o.logits for o in teachers], p.T, p.direction, p.std_reduction
+            )
         return terms
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

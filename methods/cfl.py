@@ -12,9 +12,11 @@ from typing import Literal
 
 from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
 from methods.base import register
+from methods.readings import READINGS
 
 
 class CFLParams(AmalgamationParams):
+    reading: Literal[READINGS] = "cfl-reference"  # summed kernels, as the reference code
     lambda_intra: Weight = 0.0
     lambda_inter: Weight = 0.0
     common_space: Literal["cfl", "mlp"] = "cfl"

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 DEFAULT_SIGMAS: tuple[float, ...] = (0.001, 0.01, 0.05, 0.1, 0.2, 1, 2)
 DISTANCES = ("euclidean", "cosine", "mmd")
+KERNELS = ("sum", "mean")  # combination of the Gaussian kernels: CFL reference / Eq. 9 convex
 _EPS = 1e-12  # F.normalize's eps; also the floor under squared distances before sqrt
 
 
@@ -93,7 +94,10 @@ def _check_sigmas(sigmas: Sequence[float] | None) -> tuple[float, ...]:
 
 
 def pairwise_mmd2(
-    sets: torch.Tensor, sigmas: Sequence[float] | None = None, normalize: bool = True
+    sets: torch.Tensor,
+    sigmas: Sequence[float] | None = None,
+    normalize: bool = True,
+    kernels: str = "sum",
 ) -> torch.Tensor:
     """Squared MMD (Eq. 7-10, see ``mmd2``) between every pair of sets: B x n x C -> B x B.
 
@@ -101,8 +105,11 @@ def pairwise_mmd2(
     L2-normalised. Vectorised: one (B n) x (B n) Gaussian kernel matrix per bandwidth, block
     means give ``M_ij = mean K(X_i, X_j)`` and ``MMD^2_ij = relu(M_ii + M_jj - 2 M_ij)``.
     Memory O((B n)^2) per bandwidth (B = 64, n = 49: 3136^2 entries). Squared distances between
-    vectors are clamped at 0 and set to exactly 0 between a vector and itself.
+    vectors are clamped at 0 and set to exactly 0 between a vector and itself. ``kernels``:
+    ``sum`` of the Gaussian kernels (the CFL reference) or their ``mean`` (Eq. 9's convex
+    combination with equal weights, ``1/m`` of the sum).
     """
+    _check_choice("kernels", kernels, KERNELS)
     sigmas = _check_sigmas(sigmas)
     if sets.dim() != 3:
         raise ValueError(f"sets must be B x n x C; got shape {tuple(sets.shape)}")
@@ -114,6 +121,8 @@ def pairwise_mmd2(
     d2 = (sq[:, None] + sq[None, :] - 2 * (v @ v.T)).clamp_min(0)
     d2 = d2.masked_fill(~_off_diagonal(b * n, v.device), 0)
     k = sum(torch.exp(-d2 / (2 * s**2)) for s in sigmas)
+    if kernels == "mean":
+        k = k / len(sigmas)
     m = k.reshape(b, n, b, n).mean(dim=(1, 3))
     diag = m.diagonal()
     return F.relu(diag[:, None] + diag[None, :] - 2 * m)
@@ -124,13 +133,15 @@ def mmd2(
     y: torch.Tensor,
     sigmas: Sequence[float] | None = None,
     normalize: bool = True,
+    kernels: str = "sum",
 ) -> torch.Tensor:
     """Multi-kernel squared MMD between two batches (Eq. 7-10, as the CFL reference computes it).
 
     Each sample of ``x`` and ``y`` (B x ..., same B) is flattened and, with ``normalize``,
     L2-normalised; then
 
-        K(a, b) = sum_u exp(-|a - b|^2 / (2 sigma_u^2))      (kernels summed, not averaged)
+        K(a, b) = sum_u exp(-|a - b|^2 / (2 sigma_u^2))      (``kernels="sum"``, the reference)
+        K(a, b) = mean_u exp(-|a - b|^2 / (2 sigma_u^2))     (``kernels="mean"``, Eq. 9 convex)
         MMD^2 = relu(mean K(X, X) + mean K(Y, Y) - 2 mean K(X, Y))   (biased V-statistic)
 
     ``sigmas`` default ``DEFAULT_SIGMAS`` (fixed, not median-scaled).
@@ -141,7 +152,7 @@ def mmd2(
         raise ValueError(
             f"x and y must have the same per-sample size; got {xf.shape[1]} and {yf.shape[1]}"
         )
-    return pairwise_mmd2(torch.stack([xf, yf]), sigmas, normalize)[0, 1]
+    return pairwise_mmd2(torch.stack([xf, yf]), sigmas, normalize, kernels)[0, 1]
 
 
 def _spatial_sets(x: torch.Tensor) -> torch.Tensor:
@@ -156,30 +167,44 @@ def _spatial_sets(x: torch.Tensor) -> torch.Tensor:
 
 
 def transport_map(
-    x: torch.Tensor, distance: str = "euclidean", tau: float = 1.0, normalize: bool = True
+    x: torch.Tensor,
+    distance: str = "euclidean",
+    tau: float = 1.0,
+    normalize: bool = True,
+    self_mask: bool = False,
+    sigmas: Sequence[float] | None = None,
+    kernels: str = "sum",
 ) -> torch.Tensor:
     """Transport map of a batch (Eq. 5): ``pi_ij = softmax_j(-d(p_i, p_j) / tau)``, B x B.
 
     ``distance``:
       * ``euclidean`` — plain (not squared) L2 distance between flattened samples;
       * ``cosine`` — ``1 - s(p_i, p_j)`` between flattened samples;
-      * ``mmd`` — ``mmd2`` (default bandwidths) between the samples' sets of spatial
-        vectors: ``x`` must be B x C x h x w (h w vectors in R^C each) or already B x n x C.
+      * ``mmd`` — ``mmd2`` (bandwidths ``sigmas``, kernel combination ``kernels``) between the
+        samples' sets of spatial vectors: ``x`` must be B x C x h x w (h w vectors in R^C each)
+        or already B x n x C.
 
     With ``normalize``, ``euclidean``/``cosine`` L2-normalise each flattened sample and ``mmd``
     L2-normalises each spatial vector (as ``mmd2`` does for its samples). ``d(p_i, p_i)`` is 0
     by definition (set exactly). Rows sum to 1.
+
+    ``self_mask``: Eq. 5 sums over every ``j``, so row ``i`` keeps ``exp(0)`` for itself
+    (``False``, as printed); ``True`` drops ``j = i`` from the softmax (``pi_ii = 0``), so a
+    small ``tau`` or unnormalised features cannot give the whole row to the sample itself.
     """
     _check_choice("distance", distance, DISTANCES)
     if not tau > 0:
         raise ValueError(f"tau must be > 0; got {tau!r}")
     if distance == "mmd":
-        d = pairwise_mmd2(_spatial_sets(x), normalize=normalize)
+        d = pairwise_mmd2(_spatial_sets(x), sigmas, normalize, kernels)
     else:
         flat = F.normalize(x.flatten(1), dim=1, eps=_EPS) if normalize else x.flatten(1)
         d = _pairwise_euclidean(flat) if distance == "euclidean" else 1 - _cosine_matrix(flat, flat)
-    d = d.masked_fill(~_off_diagonal(x.shape[0], x.device), 0)
-    return torch.softmax(-d / tau, dim=1)
+    off = _off_diagonal(x.shape[0], x.device)
+    logits = -d.masked_fill(~off, 0) / tau
+    if self_mask:
+        logits = logits.masked_fill(~off, float("-inf"))
+    return torch.softmax(logits, dim=1)
 
 
 def inter_contrast(
@@ -189,6 +214,9 @@ def inter_contrast(
     tau: float = 1.0,
     normalize: bool = True,
     negatives: str = "sum",
+    self_mask: bool = False,
+    sigmas: Sequence[float] | None = None,
+    kernels: str = "sum",
 ) -> torch.Tensor:
     """Distance-based inter-model contrast (Eq. 6).
 
@@ -199,7 +227,8 @@ def inter_contrast(
 
         L = sum_t mean_k [ (1 - s(pi(P)_k, pi(Q_t)_k)) + R_{l != k} s(pi(P)_k, pi(Q_t)_l) ]
 
-    with ``R`` = ``sum`` (the paper's) or ``mean`` over the B - 1 negatives.
+    with ``R`` = ``sum`` (the paper's) or ``mean`` over the B - 1 negatives. ``self_mask``,
+    ``sigmas`` and ``kernels`` are passed to :func:`transport_map`.
     """
     _check_choice("negatives", negatives, ("sum", "mean"))
     qs = [qs] if isinstance(qs, torch.Tensor) else list(qs)
@@ -208,11 +237,15 @@ def inter_contrast(
     _check_contrastive_batch("p", p)
     for t, q in enumerate(qs):
         _check_batch(f"qs[{t}]", q, p.shape[0])
-    pi_p = transport_map(p, distance, tau, normalize)
+
+    def pi(x: torch.Tensor) -> torch.Tensor:
+        return transport_map(x, distance, tau, normalize, self_mask, sigmas, kernels)
+
+    pi_p = pi(p)
     off = _off_diagonal(p.shape[0], p.device)
     total = p.new_zeros(())
     for q in qs:
-        sim = _cosine_matrix(pi_p, transport_map(q, distance, tau, normalize))
+        sim = _cosine_matrix(pi_p, pi(q))
         total = total + (1 - sim.diagonal() + _reduce(sim, off, negatives)).mean()
     return total
 
@@ -222,15 +255,18 @@ def soft_target_kl(
     teacher_logits: Sequence[torch.Tensor] | torch.Tensor,
     T: float = 1.0,
     direction: str = "forward",
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Soft-target distillation (Eq. 11), batch mean of a KL over the union label space.
+    """Soft-target distillation (Eq. 11): a KL over the union label space, reduced over the
+    batch by ``reduction``: ``mean`` (Hinton's) or ``sum`` (Eq. 11 sums over ``x in D_s``).
 
     ``teacher_logits``: one B x |Y| tensor, or a list of B x |Y^t| tensors concatenated in
     teacher order. ``p_T = softmax(concat / T)``, ``p_S = softmax(student_logits / T)``;
     ``forward`` (Hinton's, default): ``T^2 KL(p_T || p_S)``; ``reverse`` (as Eq. 11 is
-    printed): ``T^2 KL(p_S || p_T)``. Summed over classes, averaged over the batch.
+    printed): ``T^2 KL(p_S || p_T)``. Summed over classes.
     """
     _check_choice("direction", direction, ("forward", "reverse"))
+    _check_choice("reduction", reduction, ("mean", "sum"))
     if not T > 0:
         raise ValueError(f"T must be > 0; got {T!r}")
     if not isinstance(teacher_logits, torch.Tensor):
@@ -248,8 +284,9 @@ def soft_target_kl(
         )
     log_p_s = F.log_softmax(student_logits / T, dim=1)
     log_p_t = F.log_softmax(teacher_logits / T, dim=1)
+    how = "batchmean" if reduction == "mean" else "sum"
     if direction == "forward":
-        kl = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+        kl = F.kl_div(log_p_s, log_p_t, reduction=how, log_target=True)
     else:
-        kl = F.kl_div(log_p_t, log_p_s, reduction="batchmean", log_target=True)
+        kl = F.kl_div(log_p_t, log_p_s, reduction=how, log_target=True)
     return T * T * kl

@@ -17,6 +17,7 @@ from bench.views import Views
 from methods import METHODS, Batch, MethodContext
 from methods.amalgamation import Amalgamation
 from methods.common_space import build_common_space
+from methods.readings import PRESETS, READING_OPTIONS
 
 PX = 8  # input size; the models below end at different spatial sizes on it
 TASKS = [3, 2]  # classes per teacher; the union has 5
@@ -132,17 +133,17 @@ def test_amalgamation_defaults_follow_the_method_table(name):
     p = cls.Params()
     assert (p.lambda_intra, p.lambda_inter, p.lambda_align, p.lambda_std, p.lambda_rec) == weights
     assert p.common_space == space and cls.display == display
-    assert (p.alpha, p.distance, p.tau, p.normalize, p.negatives) == (
-        0.4,
-        "euclidean",
-        1.0,
-        True,
-        "sum",
-    )
-    assert (p.direction, p.T, p.sigmas) == ("forward", 1.0, None)
+    assert (p.alpha, p.distance, p.tau, p.T, p.sigmas) == (0.4, "euclidean", 1.0, 1.0, None)
+    # every reading option comes from the method's preset: `default` for the CKA family,
+    # the CFL reference code's for `cfl`
+    reading = "cfl-reference" if name == "cfl" else "default"
+    assert p.reading == reading
+    assert {k: getattr(p, k) for k in READING_OPTIONS} == PRESETS[reading]
     expected = {
         "lambda_intra", "lambda_inter", "lambda_align", "lambda_std", "lambda_rec", "alpha",
-        "distance", "tau", "normalize", "negatives", "direction", "T", "sigmas", "common_space",
+        "distance", "tau", "direction", "T", "sigmas", "common_space", "reading",
+        "intra_negatives", "inter_negatives", "inter_normalize", "self_mask", "kernels",
+        "align_normalize", "rec_target", "std_reduction",
     }  # fmt: skip
     assert set(cls.Params.model_fields) == expected
 
@@ -282,14 +283,26 @@ def test_cfl_space_equal_sizes_are_not_pooled():
 
 
 def test_mlp_space_shapes_for_heterogeneous_teachers():
-    space = build_common_space("mlp", 12, [16, 24])
+    space = build_common_space("mlp", 12, [16, 24], rec_target="adapter")
     out = space(STUDENT, TEACHERS)
     assert out.student.shape == (B, 128)
     assert [f.shape for f in out.teachers] == [(B, 128)] * 2
     assert [tuple(d(f).shape) for d, f in zip(space.decoders, out.teachers)] == [(B, 256)] * 2
     assert out.rec.ndim == 0
+    # rec_target raw: decoders reconstruct each teacher's pooled raw map (C_t wide), and
+    # L_rec is exactly the summed MSE against it
+    raw = build_common_space("mlp", 12, [16, 24], rec_target="raw")
+    out = raw(STUDENT, TEACHERS)
+    assert [tuple(d(f).shape) for d, f in zip(raw.decoders, out.teachers)] == [(B, 16), (B, 24)]
+    want = sum(
+        ((d(f) - t.mean(dim=(2, 3))) ** 2).mean()
+        for d, f, t in zip(raw.decoders, out.teachers, TEACHERS)
+    )
+    torch.testing.assert_close(out.rec, want)
+    with pytest.raises(ValueError, match="rec_target"):
+        build_common_space("mlp", 12, [16], rec_target="pixels")
     # batching the shared MLP over models changes nothing
-    alone = space.mlp(space.adapters[2](TEACHERS[1]).mean(dim=(2, 3)))
+    alone = raw.mlp(raw.adapters[2](TEACHERS[1]).mean(dim=(2, 3)))
     torch.testing.assert_close(out.teachers[1], alone)
 
 
