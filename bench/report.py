@@ -26,10 +26,11 @@ from typing import Any
 import pandas as pd
 
 from bench import stats
+from bench.health import COLLAPSE_FALLS
 
 DEFAULT_REFERENCE_METHODS = ("supervised", "teacher")
 ID_COLUMNS = ["run_key", "suite", "row", "row_order", "column", "column_order", "seed", "method"]
-SCALAR_METRICS = ["test_acc", "val_acc", "test_acc_at_best_val"]
+SCALAR_METRICS = ["test_acc", "val_acc", "test_acc_at_best_val", "val_falls"]
 TASK_PREFIX = "task:"
 MERGE = "Merge"
 AVG = "Avg."
@@ -556,6 +557,7 @@ def build_table(
         notes.append(f"{AVG}: mean over datasets of the per-row means (no std, not tested).")
     if n_failed:
         notes.append(f"{n_failed} failed run{'s' if n_failed != 1 else ''} not included.")
+    notes += _collapse_notes(df)
     if table_no is not None:
         if table.paper_rows:
             cols = " (T1 = Stanford Cars, T2 = FGVC-Aircraft)" if table_no == 5 else ""
@@ -568,6 +570,25 @@ def build_table(
             )
     table.notes = notes
     return table
+
+
+def _collapse_notes(df: pd.DataFrame) -> list[str]:
+    """A footnote naming the cells with runs whose validation accuracy fell for
+    ``COLLAPSE_FALLS`` or more epochs in a row (``val_falls``, bench.health)."""
+    if "val_falls" not in df:
+        return []
+    bad = df[df["val_falls"] >= COLLAPSE_FALLS]
+    if bad.empty:
+        return []
+    cells = []
+    for (row, column), g in bad.groupby(["row", "column"], sort=False):
+        seeds = ", ".join(str(s) for s in sorted(g["seed"]))
+        cells.append(f"{row} / {column} (seed{'s' if len(g) > 1 else ''} {seeds})")
+    return [
+        f"Possible collapse: validation accuracy fell {COLLAPSE_FALLS}+ epochs in a row in "
+        + "; ".join(cells)
+        + "."
+    ]
 
 
 # -------------------------------------------------------------------- formatting

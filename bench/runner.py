@@ -14,6 +14,7 @@ from bench.checkpoint import Checkpoint
 from bench.config import SpeedConfig
 from bench.data import prepare
 from bench.evaluate import evaluate
+from bench.health import falls_in_a_row
 from bench.models import build_model
 from bench.plan import PlannedRun
 from bench.runtime import seed_everything
@@ -128,6 +129,7 @@ def execute(
             metrics["val_acc"] = fitted.history[-1].get("val_acc")
             metrics["best_val_acc"] = fitted.best_val_acc
             metrics["best_val_epoch"] = fitted.best_val_epoch
+            metrics["val_falls"] = falls_in_a_row([h.get("val_acc") for h in fitted.history])
             if data.test is not None:
                 method.load_state_dict(fitted.best_state)
                 best = evaluate(method.predict, data.test, data.views, data.layout, device)

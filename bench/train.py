@@ -23,6 +23,7 @@ from bench.config import OptimConfig, SpeedConfig
 from bench.data import EpochBatches
 from bench.datasets import LabelledImages
 from bench.evaluate import evaluate
+from bench.health import PROBE_SIZE, representation_health
 from bench.speed import SpeedPlan, resolve_speed
 from bench.views import Views
 from methods.base import Batch, Method
@@ -112,6 +113,11 @@ def fit(
         pin_memory=plan.pin_memory,
         persistent_workers=plan.persistent_workers,
     )
+    # a fixed validation batch for the per-epoch representation health (bench.health)
+    probe = None
+    if val is not None and len(val) > 1:
+        probe = torch.stack([val[i][0] for i in range(min(PROBE_SIZE, len(val)))])
+        probe = views.test(probe.to(device))
     bar = tqdm(range(first, optim.epochs + 1), desc=desc, leave=False, disable=not progress)
     for epoch in bar:
         method.train()
@@ -161,6 +167,8 @@ def fit(
         if val is not None and len(val) > 0:
             method.eval()
             record["val_acc"] = evaluate(method.predict, val, views, None, device)["acc"]
+            if probe is not None:
+                record.update(representation_health(method.embed, probe))
             if result.best_val_acc is None or record["val_acc"] > result.best_val_acc:
                 result.best_val_acc, result.best_val_epoch = record["val_acc"], epoch
                 result.best_state = copy.deepcopy(method.state_dict())

@@ -81,6 +81,12 @@ class Method(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Pooled student features (B x D) for the per-epoch health figures
+        (:mod:`bench.health`); None for methods without a student."""
+        student = getattr(self, "student", None)
+        return None if student is None else student(x).feat
+
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor) -> list[ModelOutput]:
         return [t(x) for t in self.teachers]
