@@ -1,4 +1,4 @@
-"""``python -m bench run|ls|table``: thin commands over the harness modules."""
+"""``python -m bench run|ls|table|tune|readings``: thin commands over the harness modules."""
 
 from __future__ import annotations
 
@@ -114,6 +114,17 @@ def _add_tune(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate and describe the study only")
 
 
+def _add_readings(sub) -> None:
+    p = sub.add_parser(
+        "readings",
+        help="render the reproduction study (docs/reproduction.md) from a finished readings suite",
+    )
+    p.add_argument("source", type=Path, help="the study's results dir, e.g. results/readings")
+    p.add_argument(
+        "--out", type=Path, default=None, help="write here (atomically), e.g. docs/reproduction.md"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -124,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ls(sub)
     _add_table(sub)
     _add_tune(sub)
+    _add_readings(sub)
     return parser
 
 
@@ -280,7 +292,26 @@ def cmd_tune(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "ls": cmd_ls, "table": cmd_table, "tune": cmd_tune}
+def cmd_readings(args) -> int:
+    from bench import reproduction
+
+    try:
+        if args.out is None:
+            print(reproduction.render(args.source))
+        else:
+            print(f"wrote {reproduction.write(args.source, args.out)}")
+    except ValueError as exc:  # no finished runs
+        raise BenchError(f"readings: {exc}") from None
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "ls": cmd_ls,
+    "table": cmd_table,
+    "tune": cmd_tune,
+    "readings": cmd_readings,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
