@@ -60,7 +60,9 @@ def study(tmp_path: Path) -> Path:
     )
     # kernels flipped to sum (default = printed = mean): val gains 3 points -> the study
     # prefers sum and the page says the shipped default disagrees
-    _write(runs, "CKA (kernels=sum)", 3, "cka", _params(kernels="sum"), [0.95, 0.96, 0.97], [0.5] * 3)
+    _write(
+        runs, "CKA (kernels=sum)", 3, "cka", _params(kernels="sum"), [0.95, 0.96, 0.97], [0.5] * 3
+    )
     # direction flipped to reverse (printed): +0.3 points only -> within MIN_GAIN: the
     # printed value would be kept, so the default (forward) disagrees
     _write(
@@ -112,7 +114,9 @@ def test_page_reports_val_decisions_and_disagreements(study, tmp_path):
     assert "+3.00" in kernels and "**study prefers sum**" in kernels
     direction = next(line for line in lines if line.startswith("| `direction` | forward |"))
     assert "**study prefers reverse**" in direction
-    assert "disagrees with this study on: `kernels` (study: sum), `direction` (study: reverse)" in page
+    assert (
+        "disagrees with this study on: `kernels` (study: sum), `direction` (study: reverse)" in page
+    )
     # the claim section: CKA - KD, paired by seed: test diffs 0, 1, 2 (mean 1, s.e.
     # 1/sqrt(3)), val diffs 2, 2, 2
     claim = next(line for line in lines if line.startswith("- CKA (default reading)"))
@@ -122,7 +126,7 @@ def test_page_reports_val_decisions_and_disagreements(study, tmp_path):
     )
     assert claim.endswith("here the ordering holds.")
     # every option is explained with both presets' values
-    for option, value in PRESETS["paper-literal"].items():
+    for option in PRESETS["paper-literal"]:
         assert f"| `{option}` |" in page
 
 
