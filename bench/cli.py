@@ -123,6 +123,13 @@ def _add_readings(sub) -> None:
     p.add_argument(
         "--out", type=Path, default=None, help="write here (atomically), e.g. docs/reproduction.md"
     )
+    p.add_argument(
+        "--suite",
+        type=Path,
+        default=None,
+        help="only the runs of this suite file's current plan (e.g. suites/readings.yaml): "
+        "runs of an earlier default left in the directory are ignored",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,11 +302,12 @@ def cmd_tune(args) -> int:
 def cmd_readings(args) -> int:
     from bench import reproduction
 
+    keys = reproduction.plan_keys(args.suite) if args.suite is not None else None
     try:
         if args.out is None:
-            print(reproduction.render(args.source))
+            print(reproduction.render(args.source, keys))
         else:
-            print(f"wrote {reproduction.write(args.source, args.out)}")
+            print(f"wrote {reproduction.write(args.source, args.out, keys)}")
     except ValueError as exc:  # no finished runs
         raise BenchError(f"readings: {exc}") from None
     return 0

@@ -56,7 +56,7 @@ class AmalgamationParams(BaseModel):
     lambda_inter: Weight = 1.0
     lambda_align: Weight = 10.0
     lambda_std: Weight = 1.0
-    lambda_rec: Weight = 10.0  # reading (CFL's term, not in Eq. 12)
+    lambda_rec: Weight = 0.0  # reading: CFL's term, absent from Eq. 12
     alpha: float = Field(default=0.4, ge=-1, le=1)  # Eq. 3 margin: a cosine, so in [-1, 1]
     distance: Literal["euclidean", "cosine", "mmd"] = "euclidean"  # d of Eq. 5
     tau: float = Field(default=1.0, gt=0)  # Eq. 5 temperature
@@ -64,12 +64,12 @@ class AmalgamationParams(BaseModel):
     intra_negatives: Literal["sum", "mean"] = "mean"  # R over negatives in Eq. 3
     inter_negatives: Literal["sum", "mean"] = "mean"  # R over negatives in Eq. 6
     inter_normalize: bool = True  # L2-normalise rows before d in Eq. 5
-    self_mask: bool = True  # drop j = i from Eq. 5's softmax
+    self_mask: bool = False  # drop j = i from Eq. 5's softmax
     kernels: Literal["sum", "mean"] = "mean"  # kernel combination (Eq. 9 convex = mean)
-    align_normalize: bool = True  # L2-normalise common features before MMD
-    rec_target: Literal["raw", "adapter"] = "raw"  # mlp space's L_rec target
-    std_reduction: Literal["mean", "sum"] = "mean"  # batch reduction of Eq. 11
-    direction: Literal["forward", "reverse"] = "forward"  # KL direction of Eq. 11
+    align_normalize: bool = False  # L2-normalise common features before MMD
+    rec_target: Literal["raw", "adapter"] = "adapter"  # mlp space's L_rec target
+    std_reduction: Literal["mean", "sum"] = "sum"  # batch reduction of Eq. 11
+    direction: Literal["forward", "reverse"] = "reverse"  # KL direction of Eq. 11
     T: float = Field(default=1.0, gt=0)  # Eq. 11 temperature
     # MMD bandwidths of L_align and of L_inter's `mmd` distance (None: the CFL reference's)
     sigmas: tuple[Annotated[float, Field(gt=0)], ...] | None = None

@@ -49,18 +49,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "std_reduction": "sum",
         "direction": "reverse",
     },
-    # Chosen on the validation split by suites/readings.yaml (docs/reproduction.md).
+    # Chosen on the validation split by suites/readings.yaml (docs/reproduction.md): the
+    # printed value unless the other wins on val by > 0.5 pt and > 1 s.e., and never a
+    # reading that makes a term constant (flat_terms). Round 1 started from mean/mask/
+    # normalise/raw-L_rec/Hinton-KL everywhere; only the reductions over negatives (sum:
+    # -23 and -77 val points) and the kernel combination (sum: -11) were decisive.
     "default": {
         "intra_negatives": "mean",
         "inter_negatives": "mean",
-        "inter_normalize": True,
-        "self_mask": True,
+        "inter_normalize": True,  # False with the self-entry kept makes L_inter constant
+        "self_mask": False,
         "kernels": "mean",
-        "align_normalize": True,
-        "rec_target": "raw",
-        "lambda_rec": 10.0,
-        "std_reduction": "mean",
-        "direction": "forward",
+        "align_normalize": False,
+        "rec_target": "adapter",  # unused: lambda_rec = 0
+        "lambda_rec": 0.0,
+        "std_reduction": "sum",
+        "direction": "reverse",
     },
     "cfl-reference": {
         "intra_negatives": "mean",
@@ -77,6 +81,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 READINGS = tuple(PRESETS)
+
+
+def flat_terms(readings: dict[str, Any]) -> list[str]:
+    """Loss terms that a combination of readings turns into (near-)constants: such a reading
+    silently removes a term the paper ablates and credits, so the study never picks it to
+    break a tie. Unnormalised rows with the self-entry kept: the distances between raw
+    feature maps are large, every transport-map row is one-hot on itself (``pi = I``) and
+    ``L_inter`` is constant (tests/test_readings.py)."""
+    out = []
+    if (
+        readings.get("inter_normalize") is False
+        and readings.get("self_mask") is False
+        and readings.get("distance", "euclidean") != "cosine"
+    ):
+        out.append("L_inter (unnormalised rows keep exp(0) for themselves: pi = I)")
+    return out
 
 
 def expand_reading(data: dict[str, Any], default_reading: str) -> dict[str, Any]:

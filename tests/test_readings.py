@@ -178,3 +178,24 @@ def test_readings_are_searchable_by_bench_tune(tmp_path):
     path.write_text(text.replace("space:\n", extra, 1))
     cfg = load_tune(path)
     assert {"self_mask", "kernels"} <= set(cfg.space)
+
+
+def test_readings_suite_flips_every_option_around_both_presets():
+    """suites/readings.yaml stays in step with methods/readings.py: regenerate its rows
+    when a preset changes."""
+    from bench.config import load_suite
+    from bench.plan import expand
+    from tests.conftest import ROOT
+
+    runs = expand(load_suite(ROOT / "suites" / "readings.yaml"))
+    cka = [r.spec.params for r in runs if r.spec.method == "cka"]
+    for preset, values in PRESETS.items():
+        if preset == "cfl-reference":
+            continue
+        diffs = [{k: p[k] for k in READING_OPTIONS if p[k] != values[k]} for p in cka]
+        assert {} in diffs, f"no CKA row at the {preset} reading"
+        flipped = {next(iter(d)) for d in diffs if len(d) == 1}
+        expected = set(READING_OPTIONS)
+        if values["lambda_rec"] == 0:
+            expected.discard("rec_target")  # no L_rec: its target changes nothing
+        assert flipped == expected, preset

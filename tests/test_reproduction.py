@@ -43,17 +43,23 @@ def _write(runs: Path, row: str, order: int, method: str, params: dict, val, tes
 
 @pytest.fixture
 def study(tmp_path: Path) -> Path:
+    # what the fixture assumes of the shipped presets (update it with them)
+    d, lit = PRESETS["default"], PRESETS["paper-literal"]
+    assert (d["intra_negatives"], lit["intra_negatives"]) == ("mean", "sum")
+    assert d["kernels"] == lit["kernels"] == "mean"
+    assert d["direction"] == lit["direction"] == "reverse"
+    assert (d["inter_normalize"], lit["inter_normalize"], d["self_mask"]) == (True, False, False)
     suite = tmp_path / "readings"
     runs = suite / "runs"
     _write(runs, "Vanilla KD", 0, "vanilla_kd", {}, [0.90, 0.91, 0.92], [0.90, 0.90, 0.90])
     _write(runs, "CKA", 1, "cka", _params(), [0.92, 0.93, 0.94], [0.90, 0.91, 0.92])
-    # self_mask flipped to the printed value (False): val drops 10 points -> default kept
+    # intra_negatives back to the printed sum: val drops 10 points -> the default is kept
     _write(
         runs,
-        "CKA (self_mask=False)",
+        "CKA (intra_negatives=sum)",
         2,
         "cka",
-        _params(self_mask=False),
+        _params(intra_negatives="sum"),
         [0.82, 0.83, 0.84],
         [0.99, 0.99, 0.99],  # test says the opposite: must not matter
         falls=3,
@@ -63,19 +69,31 @@ def study(tmp_path: Path) -> Path:
     _write(
         runs, "CKA (kernels=sum)", 3, "cka", _params(kernels="sum"), [0.95, 0.96, 0.97], [0.5] * 3
     )
-    # direction flipped to reverse (printed): +0.3 points only -> within MIN_GAIN: the
-    # printed value would be kept, so the default (forward) disagrees
+    # direction flipped to forward: +0.3 points only, within MIN_GAIN -> printed kept
     _write(
         runs,
-        "CKA (direction=reverse)",
+        "CKA (direction=forward)",
         4,
         "cka",
-        _params(direction="reverse"),
+        _params(direction="forward"),
         [0.923, 0.933, 0.943],
         [0.9] * 3,
     )
+    # inter_normalize to the printed False: a tie, but with the self-entry kept that makes
+    # L_inter constant -> the live reading (True) is kept, with the reason
+    _write(
+        runs,
+        "CKA (inter_normalize=False)",
+        5,
+        "cka",
+        _params(inter_normalize=False),
+        [0.921, 0.931, 0.941],
+        [0.9] * 3,
+    )
     literal = _params(reading="paper-literal")
-    _write(runs, "CKA literal", 5, "cka", literal, [0.30, 0.40, 0.50], [0.3, 0.4, 0.5], falls=4)
+    _write(runs, "CKA literal", 6, "cka", literal, [0.30, 0.40, 0.50], [0.3, 0.4, 0.5], falls=4)
+    combo = _params(lambda_rec=10.0, rec_target="raw")
+    _write(runs, "CKA (lambda_rec=10, rec_target=raw)", 7, "cka", combo, [0.9] * 3, [0.9] * 3)
     return suite
 
 
@@ -84,7 +102,7 @@ def test_rows_are_recognised_by_their_params(study):
     assert rows["CKA"].val == pytest.approx({0: 92.0, 1: 93.0, 2: 94.0})
     assert rows["CKA literal"].collapsed == 3
     flips = reproduction._flips(rows, "default")
-    assert set(flips) == {"self_mask", "kernels", "direction"}
+    assert set(flips) == {"intra_negatives", "kernels", "direction", "inter_normalize"}
     assert reproduction._base_row(rows, "cka", "paper-literal").label == "CKA literal"
 
 
@@ -107,16 +125,21 @@ def test_page_reports_val_decisions_and_disagreements(study, tmp_path):
     assert "93.00 ± 1.00" in cka and "91.00 ± 1.00" in cka
     literal = next(line for line in lines if line.startswith("| CKA literal | paper-literal |"))
     assert "40.00 ± 10.00" in literal and "| 3/3 |" in literal
-    # option table around the default: self_mask kept (val -10), though test would flip it
-    mask = next(line for line in lines if line.startswith("| `self_mask` | true |"))
-    assert "-10.00 ± 0.00 (n=3)" in mask and "keep true" in mask
+    # option table around the default: intra_negatives kept (val -10), though test would
+    # flip it
+    neg = next(line for line in lines if line.startswith("| `intra_negatives` | mean |"))
+    assert "-10.00 ± 0.00 (n=3)" in neg and "keep mean" in neg
     kernels = next(line for line in lines if line.startswith("| `kernels` | mean |"))
     assert "+3.00" in kernels and "**study prefers sum**" in kernels
-    direction = next(line for line in lines if line.startswith("| `direction` | forward |"))
-    assert "**study prefers reverse**" in direction
-    assert (
-        "disagrees with this study on: `kernels` (study: sum), `direction` (study: reverse)" in page
-    )
+    direction = next(line for line in lines if line.startswith("| `direction` | reverse |"))
+    assert "+0.30" in direction and "keep reverse" in direction
+    norm = next(line for line in lines if line.startswith("| `inter_normalize` | true |"))
+    assert "keep true: False makes L_inter" in norm
+    rec = next(line for line in lines if line.startswith("| `rec_target` |"))
+    assert "unused while lambda_rec = 0" in rec
+    assert "disagrees with this study on: `kernels` (study: sum)." in page
+    combo = next(line for line in lines if line.startswith("| CKA (lambda_rec=10"))
+    assert "lambda_rec=10, rec_target=raw" in combo
     # the claim section: CKA - KD, paired by seed: test diffs 0, 1, 2 (mean 1, s.e.
     # 1/sqrt(3)), val diffs 2, 2, 2
     claim = next(line for line in lines if line.startswith("- CKA (default reading)"))
