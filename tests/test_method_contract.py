@@ -118,10 +118,12 @@ def test_params_forbid_unknown_keys(name):
 
 
 EXPECTED_DEFAULTS = {  # methods.md method table: (intra, inter, align, std, rec), space
+    # (lambda_rec: the CFL reference's 10; the CKA family's default reading has no L_rec,
+    # as Eq. 12 -- methods/readings.py)
     "cfl": ((0, 0, 10, 1, 10), "cfl", "CFL"),
-    "cka_intra": ((1, 0, 10, 1, 10), "mlp", "CKA-Intra"),
-    "cka_inter": ((0, 1, 10, 1, 10), "mlp", "CKA-Inter"),
-    "cka": ((1, 1, 10, 1, 10), "mlp", "CKA"),
+    "cka_intra": ((1, 0, 10, 1, 0), "mlp", "CKA-Intra"),
+    "cka_inter": ((0, 1, 10, 1, 0), "mlp", "CKA-Inter"),
+    "cka": ((1, 1, 10, 1, 0), "mlp", "CKA"),
 }
 
 
@@ -193,7 +195,7 @@ def step_counts(**params) -> tuple[Calls, set[str], object]:
 
 
 def test_full_cka_runs_every_part():
-    calls, terms, method = step_counts()
+    calls, terms, method = step_counts(lambda_rec=10)
     assert method.needs_second_view
     assert terms == {"intra", "inter", "align", "std", "rec"}
     assert calls["student"] == 2 and calls["head"] == 2 and calls["teacher"] == 1
@@ -229,14 +231,14 @@ def test_rec_off_runs_no_decoder_and_align_off_no_student_adapter():
     calls, terms, _ = step_counts(lambda_rec=0)
     assert "rec" not in terms and calls["decoder0"] == calls["decoder1"] == 0
     assert calls["student_adapter"] == 1
-    calls, terms, _ = step_counts(lambda_align=0)
+    calls, terms, _ = step_counts(lambda_align=0, lambda_rec=10)
     assert "align" not in terms and calls["student_adapter"] == 0
     assert calls["decoder0"] == calls["decoder1"] == 1
 
 
 def test_common_space_parts_are_trainable_and_teachers_get_no_gradient():
     teachers = make_teachers()
-    method = build("cka", teachers)
+    method = build("cka", teachers, lambda_rec=10)
     x = VIEWS.train(tiny_data().images)
     terms = method.loss_terms(Batch(x1=x, x2=x.flip(3)))
     sum(terms.values()).backward()
