@@ -148,6 +148,16 @@ def run_suite(
     store = RunStore(results_root / suite.name)
     device_name = device or suite.device
     resolve_device(device_name)  # fail early on cuda-without-GPU
+    # pretrain stages first, once each: a bad source fails here, before anything is written
+    for stage in unique_stages(r.spec.pretrain for r in runs if not store.is_finished(r.key)):
+        get_backbone(
+            stage,
+            results_root / "pretrain",
+            resolve_device(device_name),
+            suite.num_workers,
+            progress,
+            suite.speed,
+        )
     outcome = SuiteOutcome(store.suite_dir)
     tracker = None
     if mlflow:
@@ -176,15 +186,6 @@ def run_suite(
                 pending.append(run)
         if outcome.skipped:
             print(f"skipping {len(outcome.skipped)} finished run(s) (result.json found)", file=out)
-        for stage in unique_stages(r.spec.pretrain for r in pending):  # first, once each
-            get_backbone(
-                stage,
-                results_root / "pretrain",
-                resolve_device(device_name),
-                suite.num_workers,
-                progress,
-                suite.speed,
-            )
         atomic_write_text(
             store.suite_dir / "suite.yaml",
             yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False),

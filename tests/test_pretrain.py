@@ -207,17 +207,17 @@ def test_bad_pretrain_input_exits_2_before_anything(tmp_path, capsys, changes, e
     assert not (tmp_path / "r").exists()
 
 
-def test_unknown_source_class_exits_2_before_training(tmp_path, capsys):
+def test_unknown_source_class_exits_2_before_anything_is_written(tmp_path, capsys):
+    """Known only once the source loads: refused before the tracker opens or any training."""
     path = write_suite(tmp_path / "bad.yaml", _bad({"pretrain.digits04.dataset.classes": [0, 42]}))
-    code, _, err = run_cli("run", str(path), "--results", str(tmp_path / "r"), capsys=capsys)
+    code = main(["run", str(path), "--results", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
     assert code == 2
-    assert (
-        err
-        == "error: pretrain: dataset.classes: 42 is not a class of digits (indices 0..9 or names 0, 1, 2, ...)"
+    assert err == (
+        "error: pretrain: dataset.classes: 42 is not a class of digits "
+        "(indices 0..9 or names 0, 1, 2, ...)"
     )
-    assert not list((tmp_path / "r").rglob("*.pt")) and not list(
-        (tmp_path / "r").rglob("result.json")
-    )
+    assert not (tmp_path / "r").exists()  # MLflow is on: not even its database
 
 
 def test_class_overlap_is_recorded_by_name_on_the_same_dataset():
