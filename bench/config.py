@@ -55,6 +55,15 @@ class DatasetConfig(Strict):
     val_fraction: Fraction = 0.1
     split_seed: int = 0
     augment: AugmentConfig = AugmentConfig()
+    # Name of a suite-level ``pretrain:`` stage whose backbone initialises this column's
+    # teachers and students; ``none`` / omitted: from scratch. Not part of the dataset's
+    # identity (the stage's own spec enters the run and teacher keys instead).
+    pretrain: str | None = None
+
+    @field_validator("pretrain", mode="before")
+    @classmethod
+    def _none_word(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.lower() == "none" else value
 
     @property
     def column(self) -> str:
@@ -121,6 +130,29 @@ def _on_off(value: Any) -> Any:
 Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]
 
 
+class PretrainDataConfig(Strict):
+    """The source dataset of a pretrain stage: a dataset entry with the classes to use."""
+
+    name: str
+    root: str | None = None
+    params: dict[str, Any] = {}
+    classes: Literal["all"] | Annotated[list[int | str], Field(min_length=2)] = "all"
+    val_fraction: Fraction = 0.1
+    split_seed: int = 0
+    augment: AugmentConfig = AugmentConfig()
+
+
+class PretrainConfig(Strict):
+    """A backbone trained supervised on a source dataset (``bench.pretrain``), cached by
+    content key; a dataset entry's ``pretrain: <name>`` initialises its models from it."""
+
+    dataset: PretrainDataConfig
+    arch: str
+    params: dict[str, Any] = {}
+    optim: OptimConfig = OptimConfig(epochs=30, lr=1e-3)
+    seed: int = 0
+
+
 class SpeedConfig(Strict):
     """GPU speed switches (``bench.speed``); ``auto`` = on when the device is CUDA, off on
     the CPU. Suite level, not in RunSpec: they never change a run key."""
@@ -139,6 +171,7 @@ class SuiteConfig(Strict):
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     datasets: list[DatasetConfig] = Field(min_length=1)
+    pretrain: dict[str, PretrainConfig] = {}  # named stages, chosen per dataset entry
     teachers: TeacherConfig
     student: ModelConfig
     optim: OptimConfig = OptimConfig()

@@ -28,6 +28,7 @@ from bench.datasets import DATASETS
 from bench.errors import ConfigError
 from bench.keys import content_key
 from bench.models import MODELS
+from bench.pretrain import PretrainSpec, key_dump
 from bench.teachers import TeacherSpec
 from methods import METHODS
 
@@ -43,10 +44,11 @@ class RunSpec(BaseModel):
     params: dict[str, Any]
     optim: OptimConfig | None
     seed: int
+    pretrain: PretrainSpec | None = None  # backbone init of teachers and student
 
     @property
     def key(self) -> str:
-        return content_key(self.model_dump(mode="json"))
+        return content_key(key_dump(self))
 
     def dataset_config(self) -> DatasetConfig:
         return DatasetConfig.model_validate(self.dataset)
@@ -68,6 +70,7 @@ class RunSpec(BaseModel):
                 params=t.params,
                 optim=t.optim,
                 seed=t.seed,
+                pretrain=self.pretrain,
             )
             for i in range(num_tasks)
         ]
@@ -97,8 +100,9 @@ class PlannedRun:
 
 
 def dataset_identity(ds: DatasetConfig) -> dict[str, Any]:
-    """The dataset part of a key: all but the display id."""
-    return ds.model_dump(mode="json", exclude={"id"})
+    """The dataset part of a key: all but the display id and the init (``pretrain``, whose
+    stage enters the key as :attr:`RunSpec.pretrain`)."""
+    return ds.model_dump(mode="json", exclude={"id", "pretrain"})
 
 
 def num_tasks(ds: DatasetConfig) -> int:
@@ -148,6 +152,44 @@ def _check_names(suite: SuiteConfig) -> None:
     ]:
         if model.pretrained and not Path(model.pretrained).expanduser().is_file():
             raise ConfigError(f"{where}.pretrained: {model.pretrained}: no such file")
+    _check_pretrain(suite)
+
+
+def _check_pretrain(suite: SuiteConfig) -> None:
+    """Stage names and sources exist; a column that uses a stage has no other init and
+    only teachers whose architecture takes its backbone (students: :func:`_fits_stage`)."""
+    for name, stage in suite.pretrain.items():
+        if stage.dataset.name not in DATASETS:
+            raise ConfigError(
+                f"pretrain.{name}.dataset.name: {_unknown(DATASETS, stage.dataset.name)}"
+            )
+        if stage.arch not in MODELS:
+            raise ConfigError(f"pretrain.{name}.arch: {_unknown(MODELS, stage.arch)}")
+    t = suite.teachers
+    for i, ds in enumerate(suite.datasets):
+        if ds.pretrain is None:
+            continue
+        if ds.pretrain not in suite.pretrain:
+            known = ", ".join(suite.pretrain) or "none defined"
+            raise ConfigError(
+                f"datasets.{i}.pretrain: unknown pretrain stage {ds.pretrain!r} (known: {known})"
+            )
+        inits = t.pretrained if isinstance(t.pretrained, list) else [t.pretrained]
+        if any(inits):
+            raise ConfigError(
+                f"datasets.{i}.pretrain: teachers.pretrained is set too; choose one init"
+            )
+        for arch in t.arch if isinstance(t.arch, list) else [t.arch]:
+            _fits_stage(suite, ds.pretrain, arch, t.params, f"datasets.{i}.pretrain", "teachers")
+
+
+def _fits_stage(suite: SuiteConfig, name: str, arch: str, params, where: str, who: str) -> None:
+    stage = suite.pretrain[name]
+    if (arch, params) != (stage.arch, stage.params):
+        raise ConfigError(
+            f"{where}: stage {name!r} trains {stage.arch} {stage.params}, "
+            f"which does not fit the {who}' {arch} {params}"
+        )
 
 
 def _unknown(registry, name: str) -> str:
@@ -236,6 +278,7 @@ def expand(suite: SuiteConfig, seeds: list[int] | None = None) -> list[PlannedRu
     runs: list[PlannedRun] = []
     for ci, ds in enumerate(suite.datasets):
         n_tasks = None
+        stage = PretrainSpec.from_config(suite.pretrain[ds.pretrain]) if ds.pretrain else None
         for mi, entry in enumerate(suite.methods):
             where = f"methods.{mi}"
             cls = METHODS.get(entry.name)
@@ -249,6 +292,13 @@ def expand(suite: SuiteConfig, seeds: list[int] | None = None) -> list[PlannedRu
                         for t in range(n_tasks)
                     ]
                 trained = (student, optim) if cls.trains else (None, None)
+                if stage is not None and cls.trains:
+                    if student.pretrained:
+                        raise ConfigError(
+                            f"{where}: student.pretrained and datasets.{ci}.pretrain are both "
+                            "set; choose one init"
+                        )
+                    _fits_stage(suite, ds.pretrain, student.arch, student.params, where, "student")
                 for run_params, label in variants:
                     if label not in rows:
                         rows.append(label)
@@ -261,6 +311,7 @@ def expand(suite: SuiteConfig, seeds: list[int] | None = None) -> list[PlannedRu
                             params=run_params,
                             optim=trained[1],
                             seed=seed,
+                            pretrain=stage,
                         )
                         meta = RunMeta(
                             suite=suite.name,

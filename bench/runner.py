@@ -17,6 +17,7 @@ from bench.evaluate import evaluate
 from bench.health import falls_in_a_row
 from bench.models import build_model
 from bench.plan import PlannedRun
+from bench.pretrain import class_overlap, get_backbone, load_backbone
 from bench.runtime import seed_everything
 from bench.speed import resolve_speed
 from bench.teachers import get_teacher
@@ -69,6 +70,17 @@ def execute(
     spec = run.spec
     t0 = time.perf_counter()
     data = prepare(spec.dataset_config(), with_test=with_test)
+    backbone, pretrain_meta = None, None
+    if spec.pretrain is not None:
+        backbone, meta = get_backbone(
+            spec.pretrain, Path(results_root) / "pretrain", device, num_workers, progress, speed
+        )
+        pretrain_meta = {
+            "key": spec.pretrain.key,
+            "cached": meta["cached"],
+            "test_acc": meta["test_acc"],
+            "overlap_classes": class_overlap(meta, spec.dataset, data.layout.class_names),
+        }
     teachers, teacher_meta = [], []
     for tspec in spec.teacher_specs(len(data.layout.tasks)):
         model, meta = get_teacher(
@@ -85,19 +97,25 @@ def execute(
         )
     t_teachers = time.perf_counter() - t0
 
-    generator = seed_everything(spec.seed)
-    cls = METHODS.get(spec.method)
-    ctx = MethodContext(
-        teachers=teachers,
-        task_sizes=data.layout.sizes,
-        build_student=lambda: build_model(
+    def build_student():
+        model = build_model(
             spec.student.arch,
             num_classes=data.layout.num_classes,
             in_channels=data.channels,
             image_size=data.image_size,
             pretrained=spec.student.pretrained,
             **spec.student.params,
-        ),
+        )
+        if backbone is not None:
+            load_backbone(model, backbone)
+        return model
+
+    generator = seed_everything(spec.seed)
+    cls = METHODS.get(spec.method)
+    ctx = MethodContext(
+        teachers=teachers,
+        task_sizes=data.layout.sizes,
+        build_student=build_student,
         channels=data.channels,
         image_size=data.image_size,
     )
@@ -142,6 +160,7 @@ def execute(
         metrics=metrics,
         history=fitted.history if fitted else [],
         teachers=teacher_meta,
+        **({"pretrain": pretrain_meta} if pretrain_meta else {}),
         timings={
             "teachers": t_teachers,
             "train": fitted.train_time if fitted else 0.0,

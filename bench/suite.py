@@ -18,6 +18,7 @@ from bench.config import SpeedConfig, SuiteConfig
 from bench.data import prepare
 from bench.datasets import DATASETS
 from bench.plan import PlannedRun, expand, num_tasks
+from bench.pretrain import describe_stages, get_backbone, unique_stages
 from bench.runner import execute, failure_record
 from bench.runtime import resolve_device
 from bench.store import RunStore, atomic_write_text
@@ -60,6 +61,9 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
     lines.append(f"{len(runs)} runs: {done} done, {len(runs) - done} to do")
     lines.append(f"teachers needed ({len(teachers)}):")
     lines += [f"  {v}" for v in teachers.values()]
+    lines += describe_stages(
+        ((r.spec.pretrain, r.meta.column) for r in runs), results_root / "pretrain"
+    )
     return "\n".join(lines)
 
 
@@ -144,6 +148,16 @@ def run_suite(
     store = RunStore(results_root / suite.name)
     device_name = device or suite.device
     resolve_device(device_name)  # fail early on cuda-without-GPU
+    # pretrain stages first, once each: a bad source fails here, before anything is written
+    for stage in unique_stages(r.spec.pretrain for r in runs if not store.is_finished(r.key)):
+        get_backbone(
+            stage,
+            results_root / "pretrain",
+            resolve_device(device_name),
+            suite.num_workers,
+            progress,
+            suite.speed,
+        )
     outcome = SuiteOutcome(store.suite_dir)
     tracker = None
     if mlflow:

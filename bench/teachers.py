@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
 from bench.config import OptimConfig, SpeedConfig
@@ -21,10 +20,11 @@ from bench.data import PreparedData
 from bench.evaluate import evaluate
 from bench.keys import content_key
 from bench.models import Classifier, build_model
+from bench.pretrain import PretrainSpec, get_backbone, key_dump, load_backbone
 from bench.runtime import seed_everything
 from bench.store import atomic_torch_save, atomic_write_json, read_json
+from bench.supervised import SupervisedFit
 from bench.train import fit
-from methods.base import Batch, Method
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +40,11 @@ class TeacherSpec(BaseModel):
     params: dict[str, Any] = {}
     optim: OptimConfig
     seed: int = 0
+    pretrain: PretrainSpec | None = None  # backbone init (bench.pretrain); None: scratch
 
     @property
     def key(self) -> str:
-        return content_key(self.model_dump(mode="json"))
-
-
-class _SupervisedFit(Method):
-    """Cross-entropy on task-local labels: how a teacher learns its own classes."""
-
-    uses_labels = True
-
-    def __init__(self, model: Classifier) -> None:
-        torch.nn.Module.__init__(self)
-        self.model, self.teachers = model, []
-
-    def weights(self) -> dict[str, float]:
-        return {"ce": 1.0}
-
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"ce": F.cross_entropy(self.model(batch.x1).logits, batch.y)}
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).logits
+        return content_key(key_dump(self))
 
 
 def _build(spec: TeacherSpec, data: PreparedData) -> Classifier:
@@ -91,10 +73,13 @@ def get_teacher(
     num_workers: int = 0,
     progress: bool = True,
     speed: SpeedConfig | None = None,
+    pretrain_root: Path | None = None,
 ) -> tuple[Classifier, dict[str, Any]]:
     """Load the cached teacher for ``spec`` or train and cache it; return it frozen with
     its metadata (``cached``: whether it was loaded). ``speed``: the suite's GPU speed
-    switches for training it (``bench.speed``; never part of its key)."""
+    switches for training it (``bench.speed``; never part of its key). A teacher with a
+    ``pretrain`` stage starts from its backbone, cached under ``pretrain_root`` (default:
+    ``pretrain/`` beside ``cache_root``) and trained first if missing."""
     folder = Path(cache_root) / spec.key
     weights, meta_path = folder / "teacher.pt", folder / "meta.json"
     meta = read_json(meta_path)
@@ -108,9 +93,16 @@ def get_teacher(
             atomic_write_json(meta_path, meta)
         return model, {**meta, "cached": True}
 
+    backbone = None
+    if spec.pretrain is not None:  # first: training it must not move this teacher's seed
+        root = pretrain_root or Path(cache_root).parent / "pretrain"
+        backbone, _ = get_backbone(spec.pretrain, root, device, num_workers, progress, speed)
     generator = seed_everything(spec.seed)
-    model = _build(spec, data).to(device)
-    trainer = _SupervisedFit(model)
+    model = _build(spec, data)
+    if backbone is not None:
+        load_backbone(model, backbone)
+    model = model.to(device)
+    trainer = SupervisedFit(model)
     start = time.perf_counter()
     result = fit(
         trainer,

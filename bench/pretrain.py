@@ -1,0 +1,196 @@
+"""Pretrain stage: a backbone trained supervised on a source dataset, cached by content key.
+
+The paper fine-tunes ImageNet-pretrained ResNets; a suite's ``pretrain:`` stages stand in
+for that at any scale. A stage is trained once per results root and cached at
+``<results>/pretrain/<key>/`` (``backbone.pt`` + ``meta.json``, written last), exactly like
+a teacher; a dataset entry's ``pretrain: <name>`` initialises that column's teachers and
+students from its backbone (the classifier head is never carried over). The stage's spec
+is part of every teacher and run key that uses it, so a changed recipe retrains them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from bench.config import DatasetConfig, OptimConfig, PretrainConfig, SpeedConfig
+from bench.data import PreparedData, load_source, prepare
+from bench.errors import BenchError, ConfigError
+from bench.evaluate import evaluate
+from bench.keys import content_key
+from bench.models import Classifier, build_model, load_pretrained
+from bench.runtime import seed_everything
+from bench.store import atomic_torch_save, atomic_write_json, read_json
+from bench.supervised import SupervisedFit
+from bench.train import fit
+
+log = logging.getLogger(__name__)
+
+BACKBONE_FILE = "backbone.pt"
+
+
+class PretrainSpec(BaseModel):
+    """Everything that determines one pretrained backbone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dataset: dict[str, Any]  # source identity: name, root, params, classes, split, augment
+    arch: str
+    params: dict[str, Any] = {}
+    optim: OptimConfig
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: PretrainConfig) -> PretrainSpec:
+        return cls(
+            dataset=cfg.dataset.model_dump(mode="json"),
+            arch=cfg.arch,
+            params=cfg.params,
+            optim=cfg.optim,
+            seed=cfg.seed,
+        )
+
+    @property
+    def key(self) -> str:
+        return content_key(self.model_dump(mode="json"))
+
+    def describe(self) -> str:
+        ds = self.dataset
+        classes = ds["classes"] if ds["classes"] == "all" else ",".join(map(str, ds["classes"]))
+        return f"{ds['name']} classes {classes}, {self.arch}, {self.optim.epochs} epochs"
+
+
+def key_dump(spec: BaseModel) -> dict[str, Any]:
+    """``spec``'s key content: its ``pretrain`` field is left out when unset, so that specs
+    without a pretrain stage keep the keys they had before the field existed."""
+    exclude = {"pretrain"} if getattr(spec, "pretrain", None) is None else None
+    return spec.model_dump(mode="json", exclude=exclude)
+
+
+def unique_stages(specs: Iterable[PretrainSpec | None]) -> list[PretrainSpec]:
+    """The distinct stages among ``specs`` (None: from scratch), in first-seen order."""
+    return list({s.key: s for s in specs if s is not None}.values())
+
+
+def prepare_source(spec: PretrainSpec, with_test: bool = True) -> PreparedData:
+    """The source images of ``spec``: its classes, labelled 0..k-1 in the order given."""
+    ds = dict(spec.dataset)
+    classes = ds.pop("classes")
+    cfg = DatasetConfig.model_validate(ds)
+    names = load_source(cfg).class_names
+    if classes == "all":
+        classes = list(range(len(names)))
+    for c in classes:
+        if c not in names and not (isinstance(c, int) and 0 <= c < len(names)):
+            raise ConfigError(
+                f"pretrain: dataset.classes: {c!r} is not a class of {cfg.name} "
+                f"(indices 0..{len(names) - 1} or names {', '.join(names[:3])}, ...)"
+            )
+    if len(set(classes)) != len(classes):
+        raise ConfigError(f"pretrain: dataset.classes: a class appears twice in {classes}")
+    return prepare(cfg, tasks=[classes], with_test=with_test)
+
+
+def get_backbone(
+    spec: PretrainSpec,
+    cache_root: Path,
+    device: torch.device,
+    num_workers: int = 0,
+    progress: bool = True,
+    speed: SpeedConfig | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """The cached backbone file of ``spec`` (trained and cached first if missing) and its
+    metadata (``cached``: whether it was already there)."""
+    folder = Path(cache_root) / spec.key
+    weights, meta_path = folder / BACKBONE_FILE, folder / "meta.json"
+    meta = read_json(meta_path)
+    if meta is not None and weights.is_file():
+        return weights, {**meta, "cached": True}
+
+    data = prepare_source(spec)
+    generator = seed_everything(spec.seed)
+    model = build_model(
+        spec.arch,
+        num_classes=data.layout.num_classes,
+        in_channels=data.channels,
+        image_size=data.image_size,
+        **spec.params,
+    ).to(device)
+    start = time.perf_counter()
+    result = fit(
+        SupervisedFit(model),
+        data.train,
+        data.val,
+        data.views,
+        spec.optim,
+        device,
+        generator,
+        num_workers=num_workers,
+        desc=f"pretrain {spec.key[:8]}",
+        progress=progress,
+        speed=speed,
+    )
+    model.eval()
+    acc = evaluate(lambda x: model(x).logits, data.test, data.views, None, device)["acc"]
+    meta = {
+        "key": spec.key,
+        "spec": spec.model_dump(mode="json"),
+        "class_names": list(data.layout.class_names),
+        "channels": data.channels,
+        "image_size": data.image_size,
+        "test_acc": acc,
+        "train_time": time.perf_counter() - start,
+        "history": result.history,
+    }
+    backbone = {k: v.cpu() for k, v in model.state_dict().items() if k.startswith("backbone.")}
+    atomic_torch_save(weights, backbone)
+    atomic_write_json(meta_path, meta)  # written last: its presence marks a complete entry
+    log.info("pretrain %s (%s): %.2f%% on its source test images", spec.key, spec.arch, acc * 100)
+    return weights, {**meta, "cached": False}
+
+
+def load_backbone(model: Classifier, weights: Path) -> None:
+    """Initialise ``model``'s backbone from a pretrain stage's file (through
+    :func:`bench.models.load_pretrained`); its head stays as built. Every backbone tensor
+    must fit: another width or input channel count is an error, never a partial init."""
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    own = {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
+    unfit = [k for k in own if k not in state or state[k].shape != own[k].shape]
+    if unfit or len(state) != len(own):
+        first = unfit[0] if unfit else next(k for k in state if k not in own)
+        raise BenchError(f"pretrain: {weights}: backbone does not fit the model (at {first})")
+    load_pretrained(model, str(weights))
+
+
+def class_overlap(meta: dict[str, Any], dataset: dict[str, Any], class_names) -> list[str]:
+    """Classes the backbone was trained on that the amalgamation also uses (same dataset
+    name): recorded with every run, never refused."""
+    if meta["spec"]["dataset"]["name"] != dataset["name"]:
+        return []
+    return [c for c in meta["class_names"] if c in set(class_names)]
+
+
+def describe_stages(uses: Iterable[tuple[PretrainSpec | None, str]], cache_root: Path) -> list[str]:
+    """Dry-run lines for the stages in ``uses`` ((stage, column) pairs): key, cached or to
+    train, source, and the columns each initialises; nothing is loaded or built."""
+    stages: dict[str, tuple[PretrainSpec, list[str]]] = {}
+    for spec, column in uses:
+        if spec is not None:
+            columns = stages.setdefault(spec.key, (spec, []))[1]
+            if column not in columns:
+                columns.append(column)
+    if not stages:
+        return []
+    lines = [f"pretrain stages needed ({len(stages)}):"]
+    for key, (spec, columns) in stages.items():
+        cached = (Path(cache_root) / key / "meta.json").is_file()
+        lines.append(
+            f"  {key}  {'cached' if cached else 'to train':8}  {spec.describe()} "
+            f"-> {', '.join(columns)}"
+        )
+    return lines
