@@ -61,8 +61,8 @@ class AmalgamationParams(BaseModel):
     distance: Literal["euclidean", "cosine", "mmd"] = "euclidean"  # d of Eq. 5
     tau: float = Field(default=1.0, gt=0)  # Eq. 5 temperature
     # readings (methods.readings.READING_OPTIONS); the defaults shown are the `default` preset's
-    intra_negatives: Literal["sum", "mean"] = "mean"  # R over negatives in Eq. 3
-    inter_negatives: Literal["sum", "mean"] = "mean"  # R over negatives in Eq. 6
+    intra_negatives: Literal["sum", "mean"] = "sum"  # R over negatives in Eq. 3
+    inter_negatives: Literal["sum", "mean"] = "sum"  # R over negatives in Eq. 6
     inter_normalize: bool = True  # L2-normalise rows before d in Eq. 5
     self_mask: bool = False  # drop j = i from Eq. 5's softmax
     kernels: Literal["sum", "mean"] = "mean"  # kernel combination (Eq. 9 convex = mean)

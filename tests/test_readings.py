@@ -158,7 +158,13 @@ def test_cka_family_rows_take_the_preset_and_keep_their_weights():
         ({"kernels": "max"}, "kernels"),
         ({"rec_target": "pixels"}, "rec_target"),
         (
-            {"lambda_intra": 0, "lambda_inter": 0, "lambda_align": 0, "lambda_std": 0},
+            {
+                "lambda_intra": 0,
+                "lambda_inter": 0,
+                "lambda_align": 0,
+                "lambda_std": 0,
+                "lambda_rec": 10,
+            },
             "trains no student parameter",
         ),
     ],
