@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bench import stats
+from bench.atomic import atomic_write_text
 
 DEFAULT_REFERENCE_METHODS = ("supervised", "teacher")
 ID_COLUMNS = ["run_key", "suite", "row", "row_order", "column", "column_order", "seed", "method"]
@@ -52,21 +51,6 @@ DATASET_ALIASES = {
 
 
 # --------------------------------------------------------------------------- I/O
-
-
-def atomic_write_text(path: Path | str, text: str) -> Path:
-    """Write ``text`` to a temp file in the same directory, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _runs_dir(suite_dir: Path | str) -> Path:
