@@ -232,7 +232,8 @@ def _mlflow_table(args, report) -> str:
     if uri == default_tracking_uri(results) and not (results.resolve() / "mlflow.db").is_file():
         raise BenchError(f"table: no MLflow store at {uri} (give --tracking-uri or --results)")
     df = report.load_results_mlflow(args.mlflow, uri)
-    n_failed = len(report.load_failures_mlflow(args.mlflow, uri))
+    failures = report.load_failures_mlflow(args.mlflow, uri)
+    n_failed = len(failures)
     if df.empty:
         raise BenchError(f"table: no finished runs in MLflow experiment {args.mlflow!r} at {uri}")
     return report.render_frame(
@@ -246,11 +247,13 @@ def _mlflow_table(args, report) -> str:
         alpha=args.alpha,
         caption=args.caption,
         label=args.label,
+        failures=failures,
     )
 
 
 def cmd_tune(args) -> int:
     from bench.config import safe_name
+    from bench.preflight import check_tracking, check_writable
     from bench.progress import enabled as progress_enabled
     from bench.progress import set_enabled as set_progress
     from bench.runtime import configure_threads
@@ -262,7 +265,11 @@ def cmd_tune(args) -> int:
             safe_name(args.study)
         except ValueError as exc:
             raise BenchError(f"--study: {exc}") from None
-    cfg = load_tune(args.tune_file, args.overrides)
+    cfg = load_tune(args.tune_file, args.overrides)  # also the suite's pre-run checks
+    results = args.results.resolve()
+    check_writable(results)
+    if not args.no_mlflow:
+        check_tracking(tracking_uri(results, args))
     if args.dry_run:
         from bench.tune import describe
 

@@ -15,6 +15,7 @@ import inspect
 import os
 import sqlite3
 import typing
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,14 @@ def check_checkpoint(path: str, where: str) -> None:
     if not file.is_file():
         raise ConfigError(f"{where}: {path}: no such file")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        first = " ".join(str(exc).split())[:200]
-        raise ConfigError(f"{where}: {path}: not a weights file ({first})") from None
+        raise ConfigError(
+            f"{where}: {path}: not a weights file that loads with weights_only=True "
+            f"({type(exc).__name__})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):

@@ -415,6 +415,7 @@ class Table:
     paper_rows: list[str] = field(default_factory=list)
     marks: dict[tuple, str] = field(default_factory=dict)  # (row, cell key) -> best|second
     daggers: set[tuple] = field(default_factory=set)  # (row, cell key): not sig. different
+    failed: dict[tuple, list] = field(default_factory=dict)  # (row, cell key) -> failed seeds
     tests: dict[tuple, dict[str, stats.PairedTest]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     max_n: int = 0
@@ -487,8 +488,12 @@ def build_table(
     alpha: float = 0.05,
     reference: str | None = None,
     n_failed: int = 0,
+    failures: pd.DataFrame | None = None,
 ) -> Table:
     """Summarise ``df`` and decide ordering, emphasis, daggers and the footnote lines.
+
+    ``failures`` (:func:`failures_frame`): the failed runs; each affected cell gets a ‡
+    and ``(n=k)`` (its finished seeds), and a note names the failed seeds and why.
 
     Rows whose method is in ``exclude`` are shown first and not ranked. ``reference``:
     None, ``"paper"`` (= ``"paper:2"``, matched by dataset id) or ``"paper:5"`` (T1/T2/Merge)
@@ -538,7 +543,10 @@ def build_table(
     notes += sig_lines
     if any(k[0] == AVG for k in table.cell_keys):
         notes.append(f"{AVG}: mean over datasets of the per-row means (no std, not tested).")
-    if n_failed:
+    if failures is not None:
+        n_failed = len(failures)
+        notes += _mark_failures(table, failures)
+    elif n_failed:
         notes.append(f"{n_failed} failed run{'s' if n_failed != 1 else ''} not included.")
     if table_no is not None:
         if table.paper_rows:
@@ -552,6 +560,39 @@ def build_table(
             )
     table.notes = notes
     return table
+
+
+def _error_kind(error: Any) -> str:
+    """``NonFiniteLoss: epoch 3 ...`` -> ``NonFiniteLoss`` (the error's type)."""
+    head = str(error or "error").split(":", 1)[0].strip()
+    return head if head.isidentifier() else "error"
+
+
+def _mark_failures(table: Table, failures: pd.DataFrame, limit: int = 8) -> list[str]:
+    """‡ on every cell of ``table`` that lost seeds to failed runs; the note lines."""
+    if failures.empty:
+        return []
+    cells: dict[tuple[str, str], list[tuple[Any, str]]] = {}
+    for _, f in failures.iterrows():
+        cells.setdefault((f["row"], f["column"]), []).append((f["seed"], _error_kind(f["error"])))
+    for (row, column), lost in cells.items():
+        for key in table.cell_keys:
+            if key[0] == column and row in table.summary.index:
+                table.failed[(row, key)] = sorted(seed for seed, _ in lost)
+    parts = []
+    for (row, column), lost in list(cells.items())[:limit]:
+        seeds = ", ".join(str(seed) for seed, _ in sorted(lost, key=lambda x: str(x[0])))
+        kinds = ", ".join(sorted({kind for _, kind in lost}))
+        word = "seeds" if len(lost) > 1 else "seed"
+        parts.append(f"{row} / {column}: {word} {seeds} ({kinds})")
+    more = f"; and {len(cells) - limit} more cells" if len(cells) > limit else ""
+    n = len(failures)
+    return [
+        f"‡: {n} failed run{'s' if n != 1 else ''} not included, (n=k) seeds remain: "
+        + "; ".join(parts)
+        + more
+        + "."
+    ]
 
 
 # -------------------------------------------------------------------- formatting
@@ -571,6 +612,7 @@ _LATEX_CHARS = {
     ">": r"$>$",
     "±": r"$\pm$",
     "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
     "≥": r"$\geq$",
     "…": r"\ldots{}",
     "×": r"$\times$",
@@ -597,7 +639,8 @@ def _cell(table: Table, row: str, key: tuple, fmt: str) -> str:
     s = table.summary.loc[row]
     mean, std, n = s[(*key, "mean")], s[(*key, "std")], s[(*key, "n")]
     if pd.isna(mean):
-        return "--" if fmt == "latex" else "–"
+        lost = "$^\\ddagger$" if fmt == "latex" else "‡"
+        return ("--" if fmt == "latex" else "–") + (lost if (row, key) in table.failed else "")
     pm = " $\\pm$ " if fmt == "latex" else " ± "
     text = f"{mean:.2f}" + ("" if pd.isna(std) else f"{pm}{std:.2f}")
     mark = table.marks.get((row, key))
@@ -607,7 +650,9 @@ def _cell(table: Table, row: str, key: tuple, fmt: str) -> str:
         text = f"\\underline{{{text}}}" if fmt == "latex" else f"<u>{text}</u>"
     if (row, key) in table.daggers:
         text += "$^\\dagger$" if fmt == "latex" else "†"
-    if not pd.isna(n) and int(n) < table.max_n:
+    if (row, key) in table.failed:
+        text += "$^\\ddagger$" if fmt == "latex" else "‡"
+    if not pd.isna(n) and (int(n) < table.max_n or (row, key) in table.failed):
         text += f" (n={int(n)})"
     return text
 
@@ -721,11 +766,23 @@ def render_table(
     """The table of ``suite_dir`` as ``fmt`` (markdown | latex | csv); also written to ``out``."""
     records = read_records(suite_dir)
     df = results_frame(records)
-    n_failed = len(failures_frame(records))
+    failures = failures_frame(records)
     if df.empty:
-        raise ValueError(f"no finished runs under {_runs_dir(suite_dir)} ({n_failed} failed)")
+        raise ValueError(f"no finished runs under {_runs_dir(suite_dir)} ({len(failures)} failed)")
     return render_frame(
-        df, n_failed, fmt, out, per_task, reference, test, alpha, caption, label, metric, exclude
+        df,
+        len(failures),
+        fmt,
+        out,
+        per_task,
+        reference,
+        test,
+        alpha,
+        caption,
+        label,
+        metric,
+        exclude,
+        failures=failures,
     )
 
 
@@ -742,12 +799,15 @@ def render_frame(
     label: str | None = None,
     metric: str = "test_acc",
     exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
+    failures: pd.DataFrame | None = None,
 ) -> str:
     """A tidy results frame (from ``result.json`` files or MLflow) as ``fmt``; also
-    written atomically to ``out``."""
+    written atomically to ``out``. ``failures``: the failed runs, marked in their cells."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
-    table = build_table(df, metric, per_task, exclude, test, alpha, reference, n_failed)
+    table = build_table(
+        df, metric, per_task, exclude, test, alpha, reference, n_failed, failures=failures
+    )
     text = _render(table, fmt, caption, label)
     if out is not None:
         atomic_write_text(out, text)
@@ -762,7 +822,8 @@ def write_suite_tables(suite_dir: Path | str, **options: Any) -> dict[str, Path]
 
     suite_dir = Path(suite_dir)
     records = read_records(suite_dir)
-    df, n_failed = results_frame(records), len(failures_frame(records))
+    df, failures = results_frame(records), failures_frame(records)
+    n_failed = len(failures)
     written: dict[str, Path] = {}
     metric = options.get("metric", "test_acc")
     if df.empty or df[metric].isna().all():
@@ -773,7 +834,7 @@ def write_suite_tables(suite_dir: Path | str, **options: Any) -> dict[str, Path]
     if any(c.startswith(TASK_PREFIX) for c in df.columns):
         variants.append(("table_tasks", True))
     for stem, per_task in variants:
-        table = build_table(df, per_task=per_task, n_failed=n_failed, **options)
+        table = build_table(df, per_task=per_task, failures=failures, **options)
         for fmt, ext in FORMATS.items():
             name = stem + ext
             written[name] = atomic_write_text(suite_dir / name, _render(table, fmt, None, None))
