@@ -63,9 +63,9 @@ def describe(owner: dict[str, Any] | None) -> str:
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path):
-    """An exclusive ``flock`` on ``<folder>/.claim.lock`` (held only while taking over)."""
-    fd = os.open(folder / ".claim.lock", os.O_CREAT | os.O_RDWR, 0o644)
+def file_lock(path: Path):
+    """An exclusive ``flock`` on ``path`` (created if missing) while the block runs."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -103,7 +103,7 @@ def try_claim(folder: Path) -> tuple[bool, dict[str, Any] | None]:
         return False, owner  # held by this very process (another thread or a nested call)
     if not is_stale(owner):
         return False, owner
-    with _folder_lock(folder):
+    with file_lock(folder / ".claim.lock"):  # held only while taking over
         if is_stale(read_claim(path)):  # still the same stale claim: nobody took it over
             path.unlink(missing_ok=True)
         if _create(path):
