@@ -563,9 +563,11 @@ def build_table(
 
 
 def _error_kind(error: Any) -> str:
-    """``NonFiniteLoss: epoch 3 ...`` -> ``NonFiniteLoss`` (the error's type)."""
-    head = str(error or "error").split(":", 1)[0].strip()
-    return head if head.isidentifier() else "error"
+    """``NonFiniteLoss: epoch 3 ...`` -> ``NonFiniteLoss`` (the error's type), else the
+    start of the message."""
+    text = " ".join(str(error or "error").split())
+    head = text.split(":", 1)[0].strip()
+    return head if head.isidentifier() else text[:40]
 
 
 def _mark_failures(table: Table, failures: pd.DataFrame, limit: int = 8) -> list[str]:
