@@ -264,7 +264,7 @@ def cmd_tune(args) -> int:
         try:
             safe_name(args.study)
         except ValueError as exc:
-            raise BenchError(f"--study: {exc}") from None
+            raise BenchError(f"--study: {exc} (got {args.study!r})") from None
     cfg = load_tune(args.tune_file, args.overrides)  # also the suite's pre-run checks
     results = args.results.resolve()
     check_writable(results)

@@ -39,7 +39,7 @@ def safe_name(value: str) -> str:
         or len(value) > 200
     ):
         raise ValueError(
-            f"{value!r} is not a safe name for a folder under the results directory "
+            "not a safe name for a folder under the results directory "
             "(no '/', '\\', '..', control characters; at most 200 characters)"
         )
     return value
@@ -322,8 +322,6 @@ def format_validation_error(exc: ValidationError, source: str, prefix: str = "")
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
-    elif first["type"] == "value_error" and "error" in first.get("ctx", {}):
-        msg = str(first["ctx"]["error"])  # our own validators' messages name the value
     elif first["type"] == "missing":
         msg = "required key is missing"
     elif not isinstance(value, dict | list) and value is not None:

@@ -283,7 +283,10 @@ CASES: list[tuple[str, Case]] = [
         ),
     ),
     # --- names that would leave the results directory
-    ("name-dotdot", lambda t: (_run(_suite(t, name="../../x")), "name: Value error")),
+    (
+        "name-dotdot",
+        lambda t: (_run(_suite(t, name="../../x")), "name: Value error, not a safe name"),
+    ),
     ("name-parent", lambda t: (_run(_suite(t, name="..")), "not a safe name")),
     ("name-abs", lambda t: (_run(_suite(t, name="/tmp/x")), "not a safe name")),
     ("name-newline", lambda t: (_run(_suite(t, name="a\nb")), "not a safe name")),
@@ -296,7 +299,7 @@ CASES: list[tuple[str, Case]] = [
         "tune-study",
         lambda t: (
             ["tune", str(write_tune(t / "t.yaml", tune_dict())), "--study", "../../x"],
-            "--study: '../../x' is not a safe name",
+            "--study: not a safe name for a folder under the results directory",
         ),
     ),
     (
