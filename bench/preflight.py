@@ -66,7 +66,13 @@ def check_dataset(name: str, root: str | None, params: dict[str, Any], where: st
     check_params(loader, params, f"{where}.params", skip=("root",))
     if name == "merge":
         for j, part in enumerate(params.get("parts") or []):
-            if isinstance(part, dict) and part.get("name") in DATASETS:
+            part_name = part.get("name")
+            if part_name not in DATASETS:
+                known = ", ".join(DATASETS.names())
+                raise ConfigError(
+                    f"{where}.params.parts.{j}.name: unknown dataset {part_name!r} (known: {known})"
+                )
+            if part_name != "merge":  # the loader names a merge in a merge
                 check_dataset(
                     part["name"],
                     part.get("root"),
@@ -80,7 +86,7 @@ def check_dataset(name: str, root: str | None, params: dict[str, Any], where: st
     try:
         layout(root, **params)
     except DatasetError as exc:
-        key = "root" if root is not None else "params.archive" if params.get("archive") else "root"
+        key = "params.archive" if root is None and params.get("archive") else "root"
         raise ConfigError(f"{where}.{key}: {exc}") from None
 
 

@@ -159,6 +159,24 @@ CASES: list[tuple[str, Case]] = [
             "datasets.0.params.parts.1.params.split_sed: unknown key",
         ),
     ),
+    (
+        "merge-part-unknown",
+        lambda t: (
+            _run(
+                _suite(
+                    t,
+                    datasets=[
+                        {
+                            "name": "merge",
+                            "tasks": "natural",
+                            "params": {"parts": [{"name": "digits"}, {"name": "imagenet"}]},
+                        }
+                    ],
+                )
+            ),
+            "datasets.0.params.parts.1.name: unknown dataset 'imagenet'",
+        ),
+    ),
     # --- data roots and archives (listed, never decoded or unpacked)
     (
         "root-missing",
