@@ -205,7 +205,7 @@ def test_two_processes_on_one_results_dir_run_each_key_once(tmp_path):
     """Two real ``bench run`` of one suite at once: every run key executes exactly once
     (run claims), each teacher is trained once (the other waits), MLflow's SQLite
     store stays sound, both exit 0 and together report every run."""
-    suite = _suite("pair", [{"name": "teacher"}, {"name": "vanilla_kd"}], seeds=[0, 1, 2])
+    suite = _suite("pair", [{"name": "teacher"}, {"name": "vanilla_kd"}], seeds=[0, 1])
     path = write_suite(tmp_path / "pair.yaml", suite)
     results = tmp_path / "results"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -220,9 +220,9 @@ def test_two_processes_on_one_results_dir_run_each_key_once(tmp_path):
     texts = [out.decode() for out, _ in outs]
 
     records = _records(results, "pair")
-    assert len(records) == 9 and all(r["status"] == "finished" for r in records)
+    assert len(records) == 6 and all(r["status"] == "finished" for r in records)
     done = [int(t.split(" run(s) done")[0].split()[-1]) for t in texts]
-    assert sum(done) == 9  # no run executed twice, none lost
+    assert sum(done) == 6  # no run executed twice, none lost
     held = sum(t.count("is being executed by pid") for t in texts)
     assert held > 0 or min(done) == 0  # they interleaved (or one came after the other)
     assert all(
