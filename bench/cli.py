@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, StorageError
 
 
 def _add_run(sub) -> None:
@@ -150,6 +150,9 @@ def cmd_run(args) -> int:
     from bench.config import load_suite
     from bench.errors import ConfigError
     from bench.plan import expand
+    from bench.preflight import check_suite
+    from bench.progress import enabled as progress_enabled
+    from bench.progress import set_enabled as set_progress
     from bench.runtime import configure_threads
     from bench.store import RunStore
     from bench.suite import describe_plan, run_suite
@@ -158,6 +161,7 @@ def cmd_run(args) -> int:
     results = args.results.resolve()
     try:
         expand(suite, args.seeds)  # names, params and files: fail before anything is written
+        check_suite(suite, results, None if args.no_mlflow else tracking_uri(results, args))
     except ConfigError as exc:
         raise ConfigError(f"{args.suite}: {exc}") from None
     if args.dry_run:
@@ -166,6 +170,7 @@ def cmd_run(args) -> int:
         print(describe_plan(runs, RunStore(results / suite.name), results))
         return 0
     configure_threads()
+    set_progress(not args.no_progress)
     outcome = run_suite(
         suite,
         results,
@@ -173,18 +178,25 @@ def cmd_run(args) -> int:
         seeds=args.seeds,
         launcher=args.launcher,
         workers=args.workers,
-        progress=not args.no_progress,
+        progress=progress_enabled(),
         mlflow=not args.no_mlflow,
         tracking_uri=args.tracking_uri,
     )
+    held = f", {len(outcome.held)} skipped (held by another process)" if outcome.held else ""
     print(
         f"\n{len(outcome.ran)} run(s) done, {len(outcome.skipped)} skipped (already "
-        f"finished), {len(outcome.failed)} failed; results in {outcome.suite_dir}"
+        f"finished){held}, {len(outcome.failed)} failed; results in {outcome.suite_dir}"
     )
     if outcome.table:
         print()
         print(outcome.table)
     return 1 if outcome.failed else 0
+
+
+def tracking_uri(results: Path, args) -> str:
+    from bench.tracking import resolve_tracking_uri
+
+    return resolve_tracking_uri(results, args.tracking_uri)
 
 
 def cmd_ls(args) -> int:
@@ -239,7 +251,8 @@ def _mlflow_table(args, report) -> str:
     if uri == default_tracking_uri(results) and not (results.resolve() / "mlflow.db").is_file():
         raise BenchError(f"table: no MLflow store at {uri} (give --tracking-uri or --results)")
     df = report.load_results_mlflow(args.mlflow, uri)
-    n_failed = len(report.load_failures_mlflow(args.mlflow, uri))
+    failures = report.load_failures_mlflow(args.mlflow, uri)
+    n_failed = len(failures)
     if df.empty:
         raise BenchError(f"table: no finished runs in MLflow experiment {args.mlflow!r} at {uri}")
     return report.render_frame(
@@ -253,15 +266,29 @@ def _mlflow_table(args, report) -> str:
         alpha=args.alpha,
         caption=args.caption,
         label=args.label,
+        failures=failures,
     )
 
 
 def cmd_tune(args) -> int:
+    from bench.config import safe_name
+    from bench.preflight import check_tracking, check_writable
+    from bench.progress import enabled as progress_enabled
+    from bench.progress import set_enabled as set_progress
     from bench.runtime import configure_threads
     from bench.tune import tune
     from bench.tune_config import load_tune
 
-    cfg = load_tune(args.tune_file, args.overrides)
+    if args.study is not None:
+        try:
+            safe_name(args.study)
+        except ValueError as exc:
+            raise BenchError(f"--study: {exc} (got {args.study!r})") from None
+    cfg = load_tune(args.tune_file, args.overrides)  # also the suite's pre-run checks
+    results = args.results.resolve()
+    check_writable(results)
+    if not args.no_mlflow:
+        check_tracking(tracking_uri(results, args))
     if args.dry_run:
         from bench.tune import describe
 
@@ -272,6 +299,7 @@ def cmd_tune(args) -> int:
     if args.workers < 1:
         raise BenchError("--workers: must be at least 1")
     configure_threads()
+    set_progress(not args.no_progress)
     outcome = tune(
         cfg,
         args.results,
@@ -283,7 +311,7 @@ def cmd_tune(args) -> int:
         workers=args.workers,
         mlflow=not args.no_mlflow,
         tracking_uri=args.tracking_uri,
-        progress=not args.no_progress,
+        progress=progress_enabled(),
     )
     c = outcome.counts
     print(
@@ -328,13 +356,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
+    except StorageError as exc:  # full disk, read-only results: not a usage error
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (BenchError, KeyError, ValueError, OSError) as exc:
         from bench.datasets import DatasetError
         from bench.registry import UnknownNameError
 
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 1
         if not isinstance(exc, BenchError | DatasetError | UnknownNameError | FileNotFoundError):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished runs are saved; re-run to resume", file=sys.stderr)

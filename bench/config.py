@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,6 +26,26 @@ from bench.errors import ConfigError
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+def safe_name(value: str) -> str:
+    """A name that becomes one path component under the results directory: no path
+    separators, no ``.``/``..``, no control characters (``../../x`` never escapes)."""
+    if (
+        not value
+        or value in (".", "..")
+        or any(c in value for c in "/\\")
+        or any(ord(c) < 32 for c in value)
+        or len(value) > 200
+    ):
+        raise ValueError(
+            "not a safe name for a folder under the results directory "
+            "(no '/', '\\', '..', control characters; at most 200 characters)"
+        )
+    return value
+
+
+SafeName = Annotated[str, AfterValidator(safe_name)]
 
 
 class Strict(BaseModel):
@@ -46,7 +67,7 @@ class DatasetConfig(Strict):
     """One column of a table: a dataset and how its classes split into teacher tasks."""
 
     name: str
-    id: str | None = None  # column label; default: name
+    id: SafeName | None = None  # column label; default: name
     root: str | None = None
     params: dict[str, Any] = {}
     # "halves" | "natural" (the loader's own groups, e.g. one per merged dataset)
@@ -166,7 +187,7 @@ class SpeedConfig(Strict):
 
 
 class SuiteConfig(Strict):
-    name: str
+    name: SafeName
     description: str = ""
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -186,19 +207,105 @@ class SuiteConfig(Strict):
 # ---------------------------------------------------------------------------- loading
 
 
+MAX_YAML_BYTES = 4 * 1024 * 1024  # a suite or tune file is a few KB; refuse before parsing
+MAX_YAML_NODES = 100_000  # after expanding aliases (an alias bomb expands to billions)
+MAX_YAML_DEPTH = 64
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; one-line errors name the file."""
+    """Read a YAML mapping with the safe loader; one-line errors name the file.
+
+    Refused before or while parsing: a file over ``MAX_YAML_BYTES``, an empty one, binary
+    or non-UTF-8 bytes, nesting deeper than ``MAX_YAML_DEPTH``, and more than
+    ``MAX_YAML_NODES`` nodes once aliases are expanded (a "billion laughs" file)."""
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{path}: {size / 2**20:.1f} MiB, over the {MAX_YAML_BYTES // 2**20} MiB limit "
+            "for a YAML config file"
+        )
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        raise ConfigError(f"{path}: binary file (NUL bytes), not YAML text")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    if not text.strip() or all(
+        ln.lstrip().startswith("#") or not ln.strip() for ln in text.splitlines()
+    ):
+        raise ConfigError(f"{path}: empty file; expected a YAML mapping")
+    data = load_yaml_text(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """``yaml.safe_load`` of one document, with the size and depth limits of
+    :func:`read_yaml` checked on the composed node graph before objects are built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_node_graph(node, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(f"{source}:{where} invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deeply (limit {MAX_YAML_DEPTH})") from None
+    finally:
+        loader.dispose()
+
+
+def _check_node_graph(root: yaml.Node, source: str) -> None:
+    """Depth and alias-expanded node count of a composed YAML graph (iterative, memoised)."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    busy: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if children_done:
+            busy.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            if depth[key] > MAX_YAML_DEPTH:
+                raise ConfigError(f"{source}: YAML nested too deeply (limit {MAX_YAML_DEPTH})")
+            if size[key] > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"{source}: YAML expands to over {MAX_YAML_NODES} nodes (aliases of "
+                    "aliases?); refusing it"
+                )
+            continue
+        if key in size:
+            continue
+        if key in busy:
+            raise ConfigError(f"{source}: YAML alias refers to itself (a recursive structure)")
+        busy.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if id(k) not in size)
+        if len(busy) > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: YAML nested too deeply (limit {MAX_YAML_DEPTH})")
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:

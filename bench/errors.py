@@ -7,3 +7,8 @@ class BenchError(Exception):
 
 class ConfigError(BenchError):
     """A suite or tune file (or a --set override) does not validate."""
+
+
+class StorageError(BenchError):
+    """The results directory cannot take a write (full disk, read-only): the run stops,
+    what was written before stays intact."""

@@ -6,9 +6,7 @@ every file is written to a temp file in its directory and renamed into place.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,24 +15,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from bench.atomic import atomic_write
+
 REFERENCE_METHODS = ("supervised", "teacher")
 SKIP_CURVES = {"epoch", "epoch_time", "data_time", "step_time", "lr"}
 
 
 def save_figure(fig: Figure, path: Path | str, dpi: int = 120) -> Path:
     """Render ``fig`` to PNG at ``path`` atomically (temp file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    FigureCanvasAgg(fig)
+    return atomic_write(
+        path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
+    )
 
 
 def slug(text: str) -> str:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bench import stats
+from bench.atomic import atomic_write_text
 from bench.health import COLLAPSE_FALLS
 
 DEFAULT_REFERENCE_METHODS = ("supervised", "teacher")
@@ -53,21 +52,6 @@ DATASET_ALIASES = {
 
 
 # --------------------------------------------------------------------------- I/O
-
-
-def atomic_write_text(path: Path | str, text: str) -> Path:
-    """Write ``text`` to a temp file in the same directory, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _runs_dir(suite_dir: Path | str) -> Path:
@@ -432,6 +416,7 @@ class Table:
     paper_rows: list[str] = field(default_factory=list)
     marks: dict[tuple, str] = field(default_factory=dict)  # (row, cell key) -> best|second
     daggers: set[tuple] = field(default_factory=set)  # (row, cell key): not sig. different
+    failed: dict[tuple, list] = field(default_factory=dict)  # (row, cell key) -> failed seeds
     tests: dict[tuple, dict[str, stats.PairedTest]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     max_n: int = 0
@@ -504,8 +489,12 @@ def build_table(
     alpha: float = 0.05,
     reference: str | None = None,
     n_failed: int = 0,
+    failures: pd.DataFrame | None = None,
 ) -> Table:
     """Summarise ``df`` and decide ordering, emphasis, daggers and the footnote lines.
+
+    ``failures`` (:func:`failures_frame`): the failed runs; each affected cell gets a ‡
+    and ``(n=k)`` (its finished seeds), and a note names the failed seeds and why.
 
     Rows whose method is in ``exclude`` are shown first and not ranked. ``reference``:
     None, ``"paper"`` (= ``"paper:2"``, matched by dataset id) or ``"paper:5"`` (T1/T2/Merge)
@@ -555,7 +544,10 @@ def build_table(
     notes += sig_lines
     if any(k[0] == AVG for k in table.cell_keys):
         notes.append(f"{AVG}: mean over datasets of the per-row means (no std, not tested).")
-    if n_failed:
+    if failures is not None:
+        n_failed = len(failures)
+        notes += _mark_failures(table, failures)
+    elif n_failed:
         notes.append(f"{n_failed} failed run{'s' if n_failed != 1 else ''} not included.")
     notes += _collapse_notes(df)
     if table_no is not None:
@@ -591,6 +583,41 @@ def _collapse_notes(df: pd.DataFrame) -> list[str]:
     ]
 
 
+def _error_kind(error: Any) -> str:
+    """``NonFiniteLoss: epoch 3 ...`` -> ``NonFiniteLoss`` (the error's type), else the
+    start of the message."""
+    text = " ".join(str(error or "error").split())
+    head = text.split(":", 1)[0].strip()
+    return head if head.isidentifier() else text[:40]
+
+
+def _mark_failures(table: Table, failures: pd.DataFrame, limit: int = 8) -> list[str]:
+    """‡ on every cell of ``table`` that lost seeds to failed runs; the note lines."""
+    if failures.empty:
+        return []
+    cells: dict[tuple[str, str], list[tuple[Any, str]]] = {}
+    for _, f in failures.iterrows():
+        cells.setdefault((f["row"], f["column"]), []).append((f["seed"], _error_kind(f["error"])))
+    for (row, column), lost in cells.items():
+        for key in table.cell_keys:
+            if key[0] == column and row in table.summary.index:
+                table.failed[(row, key)] = sorted(seed for seed, _ in lost)
+    parts = []
+    for (row, column), lost in list(cells.items())[:limit]:
+        seeds = ", ".join(str(seed) for seed, _ in sorted(lost, key=lambda x: str(x[0])))
+        kinds = ", ".join(sorted({kind for _, kind in lost}))
+        word = "seeds" if len(lost) > 1 else "seed"
+        parts.append(f"{row} / {column}: {word} {seeds} ({kinds})")
+    more = f"; and {len(cells) - limit} more cells" if len(cells) > limit else ""
+    n = len(failures)
+    return [
+        f"‡: {n} failed run{'s' if n != 1 else ''} not included, (n=k) seeds remain: "
+        + "; ".join(parts)
+        + more
+        + "."
+    ]
+
+
 # -------------------------------------------------------------------- formatting
 
 _LATEX_CHARS = {
@@ -608,6 +635,7 @@ _LATEX_CHARS = {
     ">": r"$>$",
     "±": r"$\pm$",
     "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
     "≥": r"$\geq$",
     "…": r"\ldots{}",
     "×": r"$\times$",
@@ -634,7 +662,8 @@ def _cell(table: Table, row: str, key: tuple, fmt: str) -> str:
     s = table.summary.loc[row]
     mean, std, n = s[(*key, "mean")], s[(*key, "std")], s[(*key, "n")]
     if pd.isna(mean):
-        return "--" if fmt == "latex" else "–"
+        lost = "$^\\ddagger$" if fmt == "latex" else "‡"
+        return ("--" if fmt == "latex" else "–") + (lost if (row, key) in table.failed else "")
     pm = " $\\pm$ " if fmt == "latex" else " ± "
     text = f"{mean:.2f}" + ("" if pd.isna(std) else f"{pm}{std:.2f}")
     mark = table.marks.get((row, key))
@@ -644,7 +673,9 @@ def _cell(table: Table, row: str, key: tuple, fmt: str) -> str:
         text = f"\\underline{{{text}}}" if fmt == "latex" else f"<u>{text}</u>"
     if (row, key) in table.daggers:
         text += "$^\\dagger$" if fmt == "latex" else "†"
-    if not pd.isna(n) and int(n) < table.max_n:
+    if (row, key) in table.failed:
+        text += "$^\\ddagger$" if fmt == "latex" else "‡"
+    if not pd.isna(n) and (int(n) < table.max_n or (row, key) in table.failed):
         text += f" (n={int(n)})"
     return text
 
@@ -758,11 +789,23 @@ def render_table(
     """The table of ``suite_dir`` as ``fmt`` (markdown | latex | csv); also written to ``out``."""
     records = read_records(suite_dir)
     df = results_frame(records)
-    n_failed = len(failures_frame(records))
+    failures = failures_frame(records)
     if df.empty:
-        raise ValueError(f"no finished runs under {_runs_dir(suite_dir)} ({n_failed} failed)")
+        raise ValueError(f"no finished runs under {_runs_dir(suite_dir)} ({len(failures)} failed)")
     return render_frame(
-        df, n_failed, fmt, out, per_task, reference, test, alpha, caption, label, metric, exclude
+        df,
+        len(failures),
+        fmt,
+        out,
+        per_task,
+        reference,
+        test,
+        alpha,
+        caption,
+        label,
+        metric,
+        exclude,
+        failures=failures,
     )
 
 
@@ -779,12 +822,15 @@ def render_frame(
     label: str | None = None,
     metric: str = "test_acc",
     exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
+    failures: pd.DataFrame | None = None,
 ) -> str:
     """A tidy results frame (from ``result.json`` files or MLflow) as ``fmt``; also
-    written atomically to ``out``."""
+    written atomically to ``out``. ``failures``: the failed runs, marked in their cells."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
-    table = build_table(df, metric, per_task, exclude, test, alpha, reference, n_failed)
+    table = build_table(
+        df, metric, per_task, exclude, test, alpha, reference, n_failed, failures=failures
+    )
     text = _render(table, fmt, caption, label)
     if out is not None:
         atomic_write_text(out, text)
@@ -799,7 +845,8 @@ def write_suite_tables(suite_dir: Path | str, **options: Any) -> dict[str, Path]
 
     suite_dir = Path(suite_dir)
     records = read_records(suite_dir)
-    df, n_failed = results_frame(records), len(failures_frame(records))
+    df, failures = results_frame(records), failures_frame(records)
+    n_failed = len(failures)
     written: dict[str, Path] = {}
     metric = options.get("metric", "test_acc")
     if df.empty or df[metric].isna().all():
@@ -810,7 +857,7 @@ def write_suite_tables(suite_dir: Path | str, **options: Any) -> dict[str, Path]
     if any(c.startswith(TASK_PREFIX) for c in df.columns):
         variants.append(("table_tasks", True))
     for stem, per_task in variants:
-        table = build_table(df, per_task=per_task, n_failed=n_failed, **options)
+        table = build_table(df, per_task=per_task, failures=failures, **options)
         for fmt, ext in FORMATS.items():
             name = stem + ext
             written[name] = atomic_write_text(suite_dir / name, _render(table, fmt, None, None))

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from tqdm.auto import tqdm
 
 from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
+from bench.claims import Claims
+from bench.claims import describe as describe_owner
 from bench.config import SpeedConfig, SuiteConfig
 from bench.data import prepare
 from bench.datasets import DATASETS
+from bench.errors import StorageError
 from bench.plan import PlannedRun, expand, num_tasks
 from bench.pretrain import describe_stages, get_backbone, unique_stages
+from bench.progress import bar as progress_bar
 from bench.runner import execute, failure_record
 from bench.runtime import resolve_device
 from bench.store import RunStore, atomic_write_text
@@ -33,6 +36,7 @@ class SuiteOutcome:
     suite_dir: Path
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # claimed by another live process: skipped
     failed: list[str] = field(default_factory=list)
     table: str = ""  # table.md as written
     tables: list[Path] = field(default_factory=list)  # every file write_suite_tables wrote
@@ -159,6 +163,7 @@ def run_suite(
             suite.speed,
         )
     outcome = SuiteOutcome(store.suite_dir)
+    claims = Claims()
     tracker = None
     if mlflow:
         tracker = SuiteTracker.open(
@@ -193,7 +198,17 @@ def run_suite(
         tracking = tracker.target if tracker is not None else None
 
         def record(run: PlannedRun, rec: dict[str, Any]) -> None:
-            store.write(rec)
+            try:
+                store.write(rec)
+            except OSError as exc:  # full disk, read-only results: stop, keep the rest
+                raise StorageError(
+                    f"cannot write the result of run {run.key} ({run.meta.row} / "
+                    f"{run.meta.column} / seed {run.meta.seed}) to "
+                    f"{store.result_path(run.key)}: {exc.strerror or exc}; earlier results "
+                    "are intact, re-run to resume"
+                ) from None
+            finally:
+                claims.release(store.run_dir(run.key))
             if tracker is not None:
                 tracker.record_done(run, rec)
             if on_record:
@@ -201,6 +216,15 @@ def run_suite(
             if rec["status"] == "finished":
                 (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
                 outcome.ran.append(run.key)
+                if not progress:  # no bars: one line per finished run instead
+                    acc = rec["metrics"].get("test_acc", rec["metrics"].get("val_acc"))
+                    print(
+                        f"done {run.meta.row} / {run.meta.column} / seed {run.meta.seed}"
+                        + (f": test_acc {acc:.4f}" if isinstance(acc, float) else "")
+                        + f" ({rec['timings'].get('total', 0.0):.1f}s)",
+                        file=out,
+                        flush=True,
+                    )
             else:
                 outcome.failed.append(run.key)
                 print(
@@ -208,9 +232,30 @@ def run_suite(
                     file=out,
                 )
 
-        bar = tqdm(total=len(pending), desc=f"suite {suite.name}", unit="run", disable=not progress)
+        def claimed(runs: list[PlannedRun]) -> Iterator[PlannedRun]:
+            """Runs this process may execute: claimed now, and not finished meanwhile."""
+            for run in runs:
+                ok, owner = claims.take(store.run_dir(run.key))
+                if not ok:
+                    outcome.held.append(run.key)
+                    print(
+                        f"skipping {run.meta.row} / {run.meta.column} / seed {run.meta.seed}: "
+                        f"run {run.key} is being executed by {describe_owner(owner)}",
+                        file=out,
+                    )
+                elif store.is_finished(run.key):  # another process finished it meanwhile
+                    claims.release(store.run_dir(run.key))
+                    outcome.skipped.append(run.key)
+                else:
+                    yield run
+
+        # serial: claim each run just before it starts; pools: claim all before fanning out
+        todo = claimed(pending) if launcher == "serial" else list(claimed(pending))
+        bar = progress_bar(
+            total=len(pending), desc=f"suite {suite.name}", unit="run", show=progress
+        )
         for run, rec in _launch(
-            pending, results_root, device_name, launcher, workers, progress, suite, tracking
+            todo, results_root, device_name, launcher, workers, progress, suite, tracking
         ):
             record(run, rec)
             bar.update(1)
@@ -229,6 +274,8 @@ def run_suite(
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
             tracker.close(status, error=one_line(exc))
         raise
+    finally:
+        claims.release_all()
     if tracker is not None:
         n_failed = len(outcome.failed)
         tracker.close(

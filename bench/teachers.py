@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from bench.claims import describe, release, try_claim
 from bench.config import OptimConfig, SpeedConfig
 from bench.data import PreparedData
 from bench.evaluate import evaluate
@@ -79,24 +80,60 @@ def get_teacher(
     its metadata (``cached``: whether it was loaded). ``speed``: the suite's GPU speed
     switches for training it (``bench.speed``; never part of its key). A teacher with a
     ``pretrain`` stage starts from its backbone, cached under ``pretrain_root`` (default:
-    ``pretrain/`` beside ``cache_root``) and trained first if missing."""
+    ``pretrain/`` beside ``cache_root``) and trained first if missing. A teacher another
+    live process is training is waited for, never trained twice (``bench.claims``)."""
     folder = Path(cache_root) / spec.key
     weights, meta_path = folder / "teacher.pt", folder / "meta.json"
-    meta = read_json(meta_path)
-    if meta is not None and weights.is_file():
-        model = _build(spec, data)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        model = _freeze(model, device)
-        if meta.get("test_acc_own_classes") is None and data.test is not None:
-            # trained by a test-free tuning run: fill in its own-class test accuracy now
-            meta["test_acc_own_classes"] = _own_test_acc(model, data, spec.task, device)
-            atomic_write_json(meta_path, meta)
-        return model, {**meta, "cached": True}
+    if not _cached_or_claimed(folder, spec):
+        return _load_cached(spec, data, weights, meta_path, device)
+    try:
+        if read_json(meta_path) is not None and weights.is_file():  # finished meanwhile
+            return _load_cached(spec, data, weights, meta_path, device)
+        root = pretrain_root or Path(cache_root).parent / "pretrain"
+        return _train(spec, data, weights, meta_path, device, num_workers, progress, speed, root)
+    finally:
+        release(folder)
 
+
+def _cached_or_claimed(folder: Path, spec: TeacherSpec, poll: float = 2.0) -> bool:
+    """False when the teacher is cached; True once this process holds its claim (it
+    trains it). While another live process trains it (a second ``bench run``, a tune
+    worker), wait for it rather than train it twice."""
+    waited = False
+    while True:
+        if read_json(folder / "meta.json") is not None and (folder / "teacher.pt").is_file():
+            return False
+        ok, owner = try_claim(folder)
+        if ok:
+            return True
+        if not waited:
+            log.warning(
+                "teacher %s is being trained by %s: waiting for it", spec.key, describe(owner)
+            )
+            waited = True
+        time.sleep(poll)
+
+
+def _load_cached(spec, data, weights: Path, meta_path: Path, device):
+    meta = read_json(meta_path)
+    model = _build(spec, data)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model = _freeze(model, device)
+    if meta.get("test_acc_own_classes") is None and data.test is not None:
+        # trained by a test-free tuning run: fill in its own-class test accuracy now
+        meta["test_acc_own_classes"] = _own_test_acc(model, data, spec.task, device)
+        atomic_write_json(meta_path, meta)
+    return model, {**meta, "cached": True}
+
+
+def _train(
+    spec, data, weights: Path, meta_path: Path, device, num_workers, progress, speed, pretrain_root
+):
     backbone = None
     if spec.pretrain is not None:  # first: training it must not move this teacher's seed
-        root = pretrain_root or Path(cache_root).parent / "pretrain"
-        backbone, _ = get_backbone(spec.pretrain, root, device, num_workers, progress, speed)
+        backbone, _ = get_backbone(
+            spec.pretrain, pretrain_root, device, num_workers, progress, speed
+        )
     generator = seed_everything(spec.seed)
     model = _build(spec, data)
     if backbone is not None:

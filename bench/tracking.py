@@ -133,7 +133,18 @@ def client(uri: str):
     quiet_mlflow_logs()  # after the import: importing mlflow sets its loggers to INFO
     # no tqdm bars from MLflow's artifact up/downloads between our own progress bars
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    return MlflowClient(uri)
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(uri)
+    # a new SQLite store creates and migrates its tables when first opened: one process at
+    # a time (two bench run, or a tune worker beside a bench run, on one results dir)
+    from bench.claims import file_lock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(db.with_name(db.name + ".lock")):
+        mlflow_client = MlflowClient(uri)
+        mlflow_client.search_experiments(max_results=1)
+    return mlflow_client
 
 
 def get_or_create_experiment(mlflow_client, name: str, artifact_location: str | None) -> str:

@@ -37,6 +37,7 @@ from bench.config import (
     ModelConfig,
     OptimConfig,
     PositiveInt,
+    SafeName,
     Strict,
     SuiteConfig,
     TeacherConfig,
@@ -136,7 +137,7 @@ class PrunerConfig(Strict):
 
 
 class TuneConfig(Strict):
-    name: str
+    name: SafeName
     description: str = ""
     base: TuneBase
     space: dict[str, ParamSpace] = Field(min_length=1)
@@ -193,6 +194,7 @@ def _first_error(exc: ValidationError) -> str:
 def check_tune(cfg: TuneConfig, source: str) -> None:
     """What pydantic cannot see: names, params of the method, a validation split."""
     from bench.plan import expand
+    from bench.preflight import check_suite
     from methods import METHODS
 
     base = cfg.base
@@ -242,7 +244,9 @@ def check_tune(cfg: TuneConfig, source: str) -> None:
     # names (dataset, models, local files) and the run plan, through the suite machinery
     point = {key: space.extremes()[0] for key, space in cfg.space.items()}
     try:
-        expand(trial_suite(cfg, point))
+        suite = trial_suite(cfg, point)
+        expand(suite)
+        check_suite(suite)  # typed dataset/model params, data layout, checkpoints
     except ConfigError as exc:
         msg = str(exc)
         for old, new in (("datasets.0", "dataset"), ("methods.0", "method")):

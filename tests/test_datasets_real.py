@@ -6,6 +6,7 @@ import gzip
 import io
 import logging
 import os
+import pickle
 import tarfile
 from pathlib import Path
 
@@ -211,30 +212,54 @@ def test_cifar10_folder_layout_per_class_limits(tmp_path):
     assert torch.equal(src.train.images, again.train.images)
 
 
-class FakeCifar10:
-    """Stands in for torchvision's reader of the pickled batches (not written here)."""
+def _cifar_batches(folder: Path, protocol: int, per_batch: int = 3) -> None:
+    """A python-format CIFAR folder as the release has it: pickled dicts (bytes keys, as
+    Python 2 wrote them) of uint8 N x 3072 arrays (planar RGB) and label lists."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {b"label_names": [b"airplane", b"automobile", b"bird"], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = [i % 3 for i in range(per_batch)]
+        planes = np.stack(
+            [np.full((32, 32, 3), COLOURS[t], np.uint8).transpose(2, 0, 1) for t in labels]
+        )
+        batch = {b"data": planes.reshape(per_batch, 3072), b"labels": labels}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
 
-    classes = ["airplane", "automobile", "bird"]
 
-    def __init__(self, root, train, download):
-        assert not download and Path(root, "cifar-10-batches-py").is_dir()
-        self.targets = [i % 3 for i in range(9 if train else 6)]
-        self.data = np.stack([np.full((32, 32, 3), COLOURS[t], np.uint8) for t in self.targets])
-
-
-def test_cifar10_python_format(tmp_path, monkeypatch):
-    from bench.compat import import_torchvision
-
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_cifar10_python_format(tmp_path, protocol):
     (tmp_path / "c" / "cifar-10-batches-py").mkdir(parents=True)
-    with pytest.raises(DatasetError, match="not a complete CIFAR-10 python-format folder"):
-        load("cifar10", tmp_path / "c")  # torchvision's own reader: nothing there
-    monkeypatch.setattr(import_torchvision().datasets, "CIFAR10", FakeCifar10)
+    with pytest.raises(DatasetError, match="batches.meta is missing"):
+        load("cifar10", tmp_path / "c")
+    _cifar_batches(tmp_path / "c" / "cifar-10-batches-py", protocol)
     src = load("cifar10", tmp_path / "c", image_size=16, train_per_class=2)
-    assert src.class_names == FakeCifar10.classes
-    assert src.train.images.shape == (6, 3, 16, 16) and per_class(src.test.labels) == [2, 2, 2]
+    assert src.class_names == ["airplane", "automobile", "bird"]
+    assert src.train.images.shape == (6, 3, 16, 16) and per_class(src.test.labels) == [1, 1, 1]
     assert_colours(src.train, COLOURS)
-    grey = load("cifar10", tmp_path / "c" / "cifar-10-batches-py", channels=1)
-    assert grey.train.images.shape == (9, 1, 32, 32)
+    full = load("cifar10", tmp_path / "c" / "cifar-10-batches-py", channels=1)
+    assert full.train.images.shape == (15, 1, 32, 32)  # 5 batches of 3
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_cifar10_batches_never_unpickle_objects(tmp_path, monkeypatch):
+    """A batch that pickles a callable is refused by the restricted unpickler, unrun."""
+    folder = tmp_path / "c" / "cifar-10-batches-py"
+    _cifar_batches(folder, 5)
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}))
+    calls = []
+    monkeypatch.setattr(os, "system", calls.append)
+    with pytest.raises(
+        DatasetError,
+        match=r"data_batch_3 is not a CIFAR-10 python batch: "
+        r"refusing global posix.system",
+    ):
+        load("cifar10", tmp_path / "c")
+    assert calls == [] and not (tmp_path / "pwned").exists()
 
 
 def _idx(path: Path, array: np.ndarray) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.datasets.base import DatasetError
@@ -59,3 +61,29 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_archive(archive: Path, layouts: Sequence[Sequence[str]], expected: str) -> None:
+    """Pre-run check of an archive without unpacking it: stream its member names until
+    every regex of one of ``layouts`` matched some member (a listing, no decode; it stops
+    early). Patterns match a member path with its top folder, if any, removed."""
+    archive = Path(archive).expanduser().absolute()
+    if not archive.is_file():
+        raise DatasetError(f"archive {archive} does not exist")
+    compiled = [[re.compile(p) for p in layout] for layout in layouts]
+    missing = [set(range(len(layout))) for layout in compiled]
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                parts = member.name.lstrip("./").split("/")
+                names = {"/".join(parts), "/".join(parts[1:])}
+                for layout, left in zip(compiled, missing):
+                    for i in list(left):
+                        if any(layout[i].fullmatch(n) for n in names):
+                            left.discard(i)
+                    if not left:
+                        return
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        why = str(exc).splitlines()[0] if isinstance(exc, OSError) else type(exc).__name__
+        raise DatasetError(f"archive {archive} is not a readable tar archive ({why})") from None
+    raise DatasetError(f"archive {archive} does not hold the expected layout: {expected}")

@@ -62,6 +62,36 @@ def resolve_source(
         raise DatasetError(f"{name}: {exc}") from exc
 
 
+_IMAGE_RE = r"(?:.+/)?[^/]+\.(?i:" + "|".join(e[1:] for e in sorted(IMAGE_EXTENSIONS)) + ")"
+# archive layouts (regexes over member paths, top folder removed) for check_archive
+SPLIT_FOLDERS_RE = (rf"train/[^/]+/{_IMAGE_RE}", rf"test/[^/]+/{_IMAGE_RE}")
+CLASS_FOLDERS_RE = (rf"[^/]+/{_IMAGE_RE}",)
+
+
+def check_source(
+    name: str,
+    root: str | Path | None,
+    archive: str | Path | None,
+    default_folder: str | None,
+    archive_layouts: Sequence[Sequence[str]],
+    expected: str,
+    check_root,
+) -> None:
+    """Pre-run layout check of a loader's data (no decode, no unpack): an ``archive`` is
+    listed (:func:`bench.datasets.archive.check_archive`); a root goes to ``check_root``."""
+    if archive is None or str(archive) == "":
+        check_root(resolve_root(name, root, default_folder))
+        return
+    if root is not None and str(root) != "":
+        raise DatasetError(f"{name}: set either `root:` or `params.archive`, not both")
+    from bench.datasets.archive import check_archive
+
+    try:
+        check_archive(Path(archive), archive_layouts, expected)
+    except DatasetError as exc:
+        raise DatasetError(f"{name}: {exc}") from exc
+
+
 def layout_error(name: str, root: Path, what: str, expected: str) -> DatasetError:
     """One line naming the root and the layout it should have."""
     article = "an" if what[:1].lower() in "aeiou" else "a"

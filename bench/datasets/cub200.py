@@ -34,12 +34,8 @@ def cub200(
     """CUB-200-2011 birds, 200 classes, the official train/test split.
 
     Classes in class-id order. ``root`` is the ``CUB_200_2011`` folder (or its parent)."""
-    root = resolve_root("cub200", root, "CUB_200_2011")
-    if not (root / REQUIRED[0]).is_file() and (root / "CUB_200_2011" / REQUIRED[0]).is_file():
-        root = root / "CUB_200_2011"
+    root = _locate(resolve_root("cub200", root, "CUB_200_2011"))
     load_size = check_sizes("cub200", image_size, load_size, channels)
-    if not all((root / f).is_file() for f in REQUIRED) or not (root / "images").is_dir():
-        raise layout_error("cub200", root, "CUB-200-2011", EXPECTED)
 
     paths = _table(root / "images.txt")
     labels = {
@@ -71,6 +67,15 @@ def cub200(
             file_images("cub200", split, files, labs, load_size, channels, skip_corrupt, in_memory)
         )
     return source(splits[0], splits[1], classes, channels, image_size, load_size)
+
+
+def _locate(root: Path) -> Path:
+    """The ``CUB_200_2011`` folder (``root`` or its child) with the official files."""
+    if not (root / REQUIRED[0]).is_file() and (root / "CUB_200_2011" / REQUIRED[0]).is_file():
+        root = root / "CUB_200_2011"
+    if not all((root / f).is_file() for f in REQUIRED) or not (root / "images").is_dir():
+        raise layout_error("cub200", root, "CUB-200-2011", EXPECTED)
+    return root
 
 
 def _table(path: Path) -> dict[str, str]:
@@ -107,3 +112,6 @@ def _class_names(root, ids, paths, labels, num_classes) -> list[str]:
     for i in ids:
         names[labels[i] - 1] = Path(paths[i]).parent.name or names[labels[i] - 1]
     return names
+
+
+cub200.check_layout = lambda root=None, **_: _locate(resolve_root("cub200", root, "CUB_200_2011"))

@@ -95,3 +95,18 @@ def _torchvision_root(root: Path, level: str, train_split: str, expected: str) -
         if base.name == FOLDER and all((base / "data" / f).exists() for f in need):
             return tv_root
     raise layout_error("fgvc_aircraft", root, "FGVC-Aircraft", expected)
+
+
+def _check_layout(
+    root=None, annotation_level: str = "variant", train_split: str = "trainval", **_
+) -> None:
+    """Pre-run check: the release's folders and list files exist (nothing is read)."""
+    if annotation_level not in LEVELS or train_split not in ("trainval", "train"):
+        return  # the loader names these errors
+    expected = _expected(annotation_level, train_split)
+    _torchvision_root(
+        resolve_root("fgvc_aircraft", root, FOLDER), annotation_level, train_split, expected
+    )
+
+
+fgvc_aircraft.check_layout = _check_layout

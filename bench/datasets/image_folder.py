@@ -6,8 +6,11 @@ from pathlib import Path
 
 from bench.datasets.base import DatasetError, SourceData
 from bench.datasets.common import (
+    CLASS_FOLDERS_RE,
     IMAGE_EXTENSIONS,
+    SPLIT_FOLDERS_RE,
     check_sizes,
+    check_source,
     layout_error,
     limit_per_class,
     list_dirs,
@@ -79,24 +82,11 @@ def load_folder(
 ) -> SourceData:
     """Shared by the folder-layout loaders; ``test_fraction=None`` requires train/test."""
     load_size = check_sizes(name, image_size, load_size, channels)
-    if not root.is_dir():
-        raise layout_error(name, root, what, expected)
-    has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
-    if has_train and has_test:
-        classes = list_dirs(root / "train")
-        if not classes:
-            raise layout_error(name, root, what, expected)
+    classes, has_splits = folder_layout(name, root, expected, what, test_fraction)
+    if has_splits:
         train = _scan(name, root / "train", classes, allow_empty=False)
-        extra = sorted(set(list_dirs(root / "test")) - set(classes))
-        if extra:
-            raise DatasetError(f"{name}: {root / 'test'} has class folders not in train/: {extra}")
         test = _scan(name, root / "test", classes, allow_empty=True)
-    elif has_train or has_test or test_fraction is None:
-        raise layout_error(name, root, what, expected)
     else:
-        classes = list_dirs(root)
-        if not classes:
-            raise layout_error(name, root, what, expected)
         files, labels = _scan(name, root, classes, allow_empty=False)
         tr, te = stratified_split(labels, test_fraction, split_seed, name)
         train = [files[i] for i in tr], [labels[i] for i in tr]
@@ -116,6 +106,31 @@ def load_folder(
     return source(splits[0], splits[1], classes, channels, image_size, load_size, flip)
 
 
+def folder_layout(
+    name: str, root: Path, expected: str, what: str, test_fraction: float | None
+) -> tuple[list[str], bool]:
+    """The class folders of ``root`` and whether it has train/ + test/ (a listing of
+    folders only; also the pre-run layout check). ``test_fraction=None``: train/test
+    are required."""
+    if not root.is_dir():
+        raise layout_error(name, root, what, expected)
+    has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
+    if has_train and has_test:
+        classes = list_dirs(root / "train")
+        if not classes:
+            raise layout_error(name, root, what, expected)
+        extra = sorted(set(list_dirs(root / "test")) - set(classes))
+        if extra:
+            raise DatasetError(f"{name}: {root / 'test'} has class folders not in train/: {extra}")
+        return classes, True
+    if has_train or has_test or test_fraction is None:
+        raise layout_error(name, root, what, expected)
+    classes = list_dirs(root)
+    if not classes:
+        raise layout_error(name, root, what, expected)
+    return classes, False
+
+
 def _scan(name: str, folder: Path, classes: list[str], allow_empty: bool):
     files: list[Path] = []
     labels: list[int] = []
@@ -126,3 +141,19 @@ def _scan(name: str, folder: Path, classes: list[str], allow_empty: bool):
         files.extend(found)
         labels.extend([c] * len(found))
     return files, labels
+
+
+def _check_layout(root=None, archive: str | None = None, test_fraction: float = 0.2, **_):
+    """Pre-run check: the class folders are listed, no image is read or unpacked."""
+    check_source(
+        "image_folder",
+        root,
+        archive,
+        None,
+        [SPLIT_FOLDERS_RE, CLASS_FOLDERS_RE],
+        FOLDER_LAYOUT,
+        lambda r: folder_layout("image_folder", r, FOLDER_LAYOUT, "image-folder", test_fraction),
+    )
+
+
+image_folder.check_layout = _check_layout

@@ -7,17 +7,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from PIL import Image
-from tqdm import tqdm
 
+from bench.atomic import atomic_torch_save
 from bench.datasets import decode
 from bench.datasets.base import DatasetError, FileImages, LabelledImages, TensorImages
 from bench.datasets.common import cache_dir
+from bench.progress import bar
 
 log = logging.getLogger(__name__)
 _CACHE_VERSION = "1"
@@ -42,7 +42,7 @@ def file_images(
     if skip_corrupt:  # lazy split: check every file now (PIL verify), once
         ok = [
             i
-            for i, p in enumerate(tqdm(paths, desc=f"{name} {split}: verify", unit="img"))
+            for i, p in enumerate(bar(paths, desc=f"{name} {split}: verify", unit="img"))
             if _verifies(p)
         ]
         _warn_skipped(name, split, len(paths) - len(ok), len(paths))
@@ -75,7 +75,7 @@ def decoded_images(
 def _decode_all(name, split, paths, load_size, channels, skip_corrupt):
     images = torch.empty((len(paths), channels, load_size, load_size), dtype=torch.uint8)
     kept = []
-    for i, p in enumerate(tqdm(paths, desc=f"{name} {split}: decode", unit="img")):
+    for i, p in enumerate(bar(paths, desc=f"{name} {split}: decode", unit="img")):
         try:
             images[len(kept)] = decode.decode_image(p, load_size, channels)
         except DatasetError as exc:
@@ -118,17 +118,10 @@ def _read_cache(path: Path, n: int, load_size: int, channels: int) -> dict | Non
 
 def _write_cache(path: Path, blob: dict) -> None:
     """Atomic: a temp file in the same folder, then ``os.replace``; failures only warn."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-        os.replace(tmp, path)
+        atomic_torch_save(path, blob)
     except OSError as exc:
         log.warning("could not write image cache %s: %s", path, exc)
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _verifies(path: str) -> bool:

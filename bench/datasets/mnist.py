@@ -4,8 +4,15 @@ torchvision's raw IDX format (``MNIST/raw/``, read by torchvision)."""
 from __future__ import annotations
 
 from bench.datasets.base import DatasetError, SourceData
-from bench.datasets.common import check_sizes, resolve_source, source, tensor_split
-from bench.datasets.image_folder import SPLIT_LAYOUT, load_folder
+from bench.datasets.common import (
+    SPLIT_FOLDERS_RE,
+    check_sizes,
+    check_source,
+    resolve_source,
+    source,
+    tensor_split,
+)
+from bench.datasets.image_folder import SPLIT_LAYOUT, folder_layout, load_folder
 from bench.datasets.registry import DATASETS
 
 RAW = "MNIST/raw"
@@ -68,3 +75,24 @@ def mnist(
         )
     classes = [str(d) for d in range(10)]
     return source(splits[0], splits[1], classes, channels, image_size, load_size, flip=0.0)
+
+
+def _check_layout(root=None, archive: str | None = None, **_) -> None:
+    """Pre-run check: folders listed, IDX files present; nothing read or unpacked."""
+    files = [f.strip() for f in IDX_FILES.split(",")]
+
+    def check_root(root):
+        if root.name == "MNIST" and (root / "raw").is_dir():
+            root = root.parent
+        if (root / RAW).is_dir():
+            missing = [f for f in files if not (root / RAW / f).is_file()]
+            if missing:
+                raise DatasetError(f"mnist: {root / RAW} lacks {', '.join(missing)}")
+            return
+        folder_layout("mnist", root, EXPECTED, "MNIST", None)
+
+    raw = tuple(f"{RAW}/{f}" for f in files)
+    check_source("mnist", root, archive, "mnist", [SPLIT_FOLDERS_RE, raw], EXPECTED, check_root)
+
+
+mnist.check_layout = _check_layout

@@ -89,3 +89,8 @@ def _torchvision_root(root: Path) -> Path:
         if base.name == FOLDER and all((base / f.rstrip("/")).exists() for f in FILES):
             return tv_root
     raise layout_error("stanford_cars", root, "Stanford Cars", EXPECTED)
+
+
+stanford_cars.check_layout = lambda root=None, **_: _torchvision_root(
+    resolve_root("stanford_cars", root, FOLDER)
+)

@@ -38,9 +38,7 @@ def stanford_dogs(
     Classes in label order, named by their folder without the wnid."""
     root = resolve_root("stanford_dogs", root, "stanford_dogs")
     load_size = check_sizes("stanford_dogs", image_size, load_size, channels)
-    lists = [root / "lists" / f"{s}_list.mat" for s in ("train", "test")]
-    if not (root / "Images").is_dir() or not all(p.is_file() for p in lists):
-        raise layout_error("stanford_dogs", root, "Stanford Dogs", EXPECTED)
+    lists = _check_root(root)
 
     folders: dict[int, str] = {}
     splits = []
@@ -67,6 +65,19 @@ def stanford_dogs(
         raise DatasetError(f"stanford_dogs: {root / 'lists'}: no image has label {missing[0]}")
     classes = [_breed(folders[y]) for y in range(len(folders))]
     return source(splits[0], splits[1], classes, channels, image_size, load_size)
+
+
+def _check_root(root: Path) -> list[Path]:
+    """The two split lists of ``root``, after checking the official layout is there."""
+    lists = [root / "lists" / f"{s}_list.mat" for s in ("train", "test")]
+    if not (root / "Images").is_dir() or not all(p.is_file() for p in lists):
+        raise layout_error("stanford_dogs", root, "Stanford Dogs", EXPECTED)
+    return lists
+
+
+stanford_dogs.check_layout = lambda root=None, **_: _check_root(
+    resolve_root("stanford_dogs", root, "stanford_dogs")
+)
 
 
 def _read_list(mat: Path) -> tuple[list[str], list[int]]:

@@ -1,0 +1,207 @@
+"""Everything about a suite that can be checked before the first run starts.
+
+:func:`bench.plan.expand` checks names and method params; this adds what needs a look at
+the world, still without training, decoding or writing anything: dataset and model params
+typed against their loader / factory signatures, dataset roots and archives listed for
+their layout, ``pretrained:`` checkpoints loaded (``weights_only=True``), the results
+directory writable, and the tracking store answering. Each failure is one
+:class:`ConfigError` line naming the dotted key (and the file or value).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sqlite3
+import typing
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from bench.config import ModelConfig, SuiteConfig, format_validation_error
+from bench.datasets import DATASETS, DatasetError
+from bench.errors import ConfigError
+from bench.models import MODELS
+
+# model factory arguments the harness sets itself (never from ``params:``)
+HARNESS_MODEL_ARGS = ("num_classes", "in_channels", "image_size")
+
+
+@functools.cache
+def params_model(factory: Callable[..., Any], skip: tuple[str, ...] = ()) -> type[BaseModel]:
+    """A strict pydantic model of ``factory``'s keyword parameters (less ``skip``):
+    unknown keys are refused unless it takes ``**kwargs``; unannotated ones are Any."""
+    try:
+        hints = typing.get_type_hints(factory)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation: accept any value
+        hints = {}
+    fields: dict[str, Any] = {}
+    extra = "forbid"
+    for name, p in inspect.signature(factory).parameters.items():
+        if p.kind is p.VAR_KEYWORD:
+            extra = "allow"
+        if name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = ... if p.default is p.empty else p.default
+        fields[name] = (hints.get(name, Any), default)
+    name = getattr(factory, "__name__", "factory")
+    config = ConfigDict(extra=extra, strict=True, arbitrary_types_allowed=True)
+    return create_model(f"{name}_params", __config__=config, **fields)
+
+
+def check_params(factory, params: dict[str, Any], where: str, skip: tuple[str, ...] = ()) -> None:
+    try:
+        params_model(factory, skip).model_validate(params)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "", where)) from None
+
+
+def check_dataset(name: str, root: str | None, params: dict[str, Any], where: str) -> None:
+    """Params typed against the loader; then its layout check (a listing, no decode)."""
+    loader = DATASETS.get(name)
+    check_params(loader, params, f"{where}.params", skip=("root",))
+    if name == "merge":
+        for j, part in enumerate(params.get("parts") or []):
+            part_name = part.get("name")
+            if part_name not in DATASETS:
+                known = ", ".join(DATASETS.names())
+                raise ConfigError(
+                    f"{where}.params.parts.{j}.name: unknown dataset {part_name!r} (known: {known})"
+                )
+            if part_name != "merge":  # the loader names a merge in a merge
+                check_dataset(
+                    part["name"],
+                    part.get("root"),
+                    part.get("params") or {},
+                    f"{where}.params.parts.{j}",
+                )
+        return
+    layout = getattr(loader, "check_layout", None)
+    if layout is None:
+        return
+    try:
+        layout(root, **params)
+    except DatasetError as exc:
+        key = "params.archive" if root is None and params.get("archive") else "root"
+        raise ConfigError(f"{where}.{key}: {exc}") from None
+
+
+def check_checkpoint(path: str, where: str) -> None:
+    """A ``pretrained:`` file exists and loads as tensors (``weights_only=True``)."""
+    import torch
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"{where}: {path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise ConfigError(
+            f"{where}: {path}: not a weights file that loads with weights_only=True "
+            f"({type(exc).__name__})"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{where}: {path}: holds no state dict of tensors")
+
+
+def check_model(model: ModelConfig, where: str) -> None:
+    check_params(MODELS.get(model.arch), model.params, f"{where}.params", HARNESS_MODEL_ARGS)
+    if model.pretrained:
+        check_checkpoint(model.pretrained, f"{where}.pretrained")
+
+
+def _student_configs(suite: SuiteConfig) -> Iterable[tuple[ModelConfig, str]]:
+    """Every student model of the suite (grid points included) and its dotted key."""
+    from bench.plan import _grid_points, _resolve_entry
+
+    yield suite.student, "student"
+    for i, entry in enumerate(suite.methods):
+        where = f"methods.{i}"
+        for point in _grid_points(entry, where):
+            _, student, _ = _resolve_entry(entry, point, suite, where)
+            if student != suite.student:
+                yield student, f"{where}.student" if entry.student else f"{where}.grid"
+
+
+def check_models(suite: SuiteConfig) -> None:
+    t = suite.teachers
+    archs = t.arch if isinstance(t.arch, list) else [t.arch]
+    for i, arch in enumerate(archs):
+        where = "teachers.params" if len(archs) == 1 else f"teachers.params (arch {i}: {arch})"
+        check_params(MODELS.get(arch), t.params, where, HARNESS_MODEL_ARGS)
+    inits = t.pretrained if isinstance(t.pretrained, list) else [t.pretrained]
+    for i, path in enumerate(inits):
+        if path:
+            check_checkpoint(path, "teachers.pretrained" + (f".{i}" * (len(inits) > 1)))
+    seen: set[str] = set()
+    for model, where in _student_configs(suite):
+        key = model.model_dump_json()
+        if key not in seen:
+            seen.add(key)
+            check_model(model, where)
+
+
+def check_writable(results_root: Path) -> None:
+    """The results root (or the nearest folder that exists above it) accepts new files."""
+    path = Path(results_root).absolute()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--results: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--results: {probe} is not writable")
+
+
+def check_tracking(uri: str) -> None:
+    """The store answers: a SQLite file opens read-only (or its folder is writable), a
+    server answers ``/health``. Nothing is created here."""
+    from bench.tracking import _probe, sqlite_path
+
+    db = sqlite_path(uri)
+    if db is not None:
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+                    con.execute("select count(*) from sqlite_master").fetchone()
+            except sqlite3.Error as exc:
+                raise ConfigError(
+                    f"tracking: {uri}: not a usable SQLite database ({exc}); "
+                    "fix it or run with --no-mlflow"
+                ) from None
+        else:
+            try:
+                check_writable(db.parent)
+            except ConfigError:
+                raise ConfigError(
+                    f"tracking: {uri}: cannot create the database there; use --no-mlflow"
+                ) from None
+        return
+    try:
+        _probe(uri)
+    except OSError as exc:
+        raise ConfigError(f"tracking: {uri}: {exc} (or run with --no-mlflow)") from None
+
+
+def check_suite(
+    suite: SuiteConfig,
+    results_root: Path | None = None,
+    tracking_uri: str | None = None,
+) -> None:
+    """All the pre-run checks of a suite whose names :func:`bench.plan.expand` accepted.
+    ``results_root``: also check it is writable; ``tracking_uri``: also probe the store."""
+    for i, ds in enumerate(suite.datasets):
+        check_dataset(ds.name, ds.root, ds.params, f"datasets.{i}")
+    check_models(suite)
+    if results_root is not None:
+        check_writable(results_root)
+    if tracking_uri is not None:
+        check_tracking(tracking_uri)
