@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.health import COLLAPSE_FALLS
 from bench.report import paper_reference, read_records
-from methods.readings import PRESETS, READING_OPTIONS, flat_terms
+from methods.readings import PRESETS, READING_OPTIONS, STUDY_HISTORY, flat_terms
 
 MIN_GAIN = 0.5  # points of validation accuracy a deviation from the printed reading must win by
 FAMILY = ("cka", "cka_intra", "cka_inter")
@@ -113,10 +113,10 @@ def _diff(params: dict[str, Any], preset: str) -> dict[str, Any]:
 
 
 def _base_row(rows: dict[str, Row], method: str, preset: str) -> Row | None:
-    for row in rows.values():
-        if row.method == method and not _diff(row.params, preset):
-            return row
-    return None
+    """The row of ``method`` at the ``preset`` reading (one that names it first)."""
+    found = [r for r in rows.values() if r.method == method and not _diff(r.params, preset)]
+    found.sort(key=lambda r: r.params.get("reading") != preset)
+    return found[0] if found else None
 
 
 def _flips(rows: dict[str, Row], preset: str) -> dict[str, Row]:
@@ -154,14 +154,18 @@ def _summary(rows: dict[str, Row]) -> list[str]:
         "| paper Table 2, mean of 4 datasets |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    bases = {
+        id(b): preset
+        for method in FAMILY
+        for preset in ("default", "paper-literal")
+        if (b := _base_row(rows, method, preset)) is not None
+    }
     for row in rows.values():
-        d_default = _diff(row.params, "default") if row.method in FAMILY else None
-        d_literal = _diff(row.params, "paper-literal") if row.method in FAMILY else None
-        if row.method in FAMILY and d_default and d_literal:
-            continue  # single flips: in the option tables below
+        if row.method in FAMILY and id(row) not in bases:
+            continue  # flips and combinations: in the option tables below
         reading = "–"
         if row.method in FAMILY:
-            reading = "default" if not d_default else "paper-literal"
+            reading = bases[id(row)]
         elif row.method == "cfl":
             reading = row.params.get("reading", "–")
         ref = paper.get(row.method)
@@ -306,6 +310,7 @@ def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
         "",
     ]
     lines += _claim(kd, cka, lit, paper)
+    lines += ["## How the default was reached", "", *STUDY_HISTORY, ""]
     lines += [
         "## Each option, flipped around the default reading",
         "",
