@@ -100,6 +100,8 @@ def test_loss_meter_means_are_the_float64_sums_of_each_step():
     meter = LossMeter()
     for a, b in ((0.1, 2.0), (0.2, 3.0), (0.3, 4.0)):
         meter.add(torch.tensor(a + b, dtype=torch.float32), _terms(a=a, b=b))
+    loss_f32 = [float(torch.tensor(v, dtype=torch.float32)) for v in (2.1, 3.2, 4.3)]
+    assert meter.mean_loss() == sum(loss_f32) / 3  # the progress bar's running mean
     got = meter.read(epoch=1)
     f32 = [float(torch.tensor(v, dtype=torch.float32)) for v in (0.1, 0.2, 0.3)]
     assert got["loss/a"] == (0.0 + f32[0] + f32[1] + f32[2]) / 3  # exactly, not approx
