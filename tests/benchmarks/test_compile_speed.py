@@ -3,7 +3,8 @@
 Two identical setups (same seed) train ``vanilla_kd`` and ``cka``: one eager, one with the
 models compiled as the loop compiles them (``SpeedPlan.compile_models``: the student and
 the teachers; ``reduce-overhead``, i.e. CUDA graphs, on CUDA, the default mode on the CPU).
-The first ``warmup_steps`` compiled steps are timed as the compile cost (the loop reports
+The first ``warmup_steps`` compiled steps are timed as the compile cost (inductor's
+on-disk cache in a fresh directory: a cold compile, as on a new machine; the loop reports
 the same figure as ``timings.compile``); the steady steps are then timed interleaved with
 the eager ones. Reported: ``compiled/eager`` per method (below 1: compiling pays off per
 step; it pays off per run after ``compile_s / (eager - compiled)`` steps). No timing is
@@ -36,11 +37,12 @@ CASES = {"small_cnn-32px": ("small_cnn", {"width": 32}, 32, 64, 9)}
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_compiled_step_vs_eager(benchmark, case):
+def test_compiled_step_vs_eager(benchmark, case, tmp_path, monkeypatch):
     if benchmark.disabled:
         pytest.skip("compiles with inductor: only with --benchmark-enable")
     if not torch._dynamo.is_dynamo_supported():
         pytest.skip("torch.compile is not supported on this platform")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # a cold compile
     arch, params, px, batch, rounds = CASES[case]
     plan = resolve_speed(SpeedConfig(compile=True), DEVICE)
     eager, compiled, info = {}, {}, {"mode": plan.compile_mode, "batch": batch, "px": px}

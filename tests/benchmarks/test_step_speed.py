@@ -39,7 +39,7 @@ from tests.benchmarks.steps import (
 
 CASES = {  # arch, params, image size, batch, timed rounds
     "small_cnn-32px": ("small_cnn", {"width": 32}, 32, 64, 9),
-    "resnet18-32px": ("resnet18", {}, 32, 64, 3),
+    "resnet18-32px": ("resnet18", {}, 32, 64, 5),
     "resnet50-224px": ("resnet50", {}, 224, 64, 20),
 }
 GPU_ONLY = {"resnet50-224px"}
