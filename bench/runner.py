@@ -164,6 +164,7 @@ def execute(
         timings={
             "teachers": t_teachers,
             "train": fitted.train_time if fitted else 0.0,
+            "compile": fitted.compile_time if fitted else None,  # None: not compiled
             "total": time.perf_counter() - t0,
         },
         device=str(device),

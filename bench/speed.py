@@ -10,8 +10,12 @@ a GPU run slightly, as AMP does; the record's ``speed`` says what was used).
   dtype (also on the CPU, where only bf16 is fast); ``off``. Evaluation stays in float32,
   so accuracies never depend on it.
 * ``channels_last``: the method's modules and each input batch in NHWC memory format.
-* ``compile``: ``torch.compile`` the method's loss (``False`` by default everywhere: it
-  costs a compile per run and needs a C++ toolchain).
+* ``compile``: ``torch.compile`` the models the step runs (the student and every other
+  :class:`~bench.models.Classifier` the method owns, and the frozen teachers), not the loss
+  code around them, once per run, in place (``nn.Module.compile``: state-dict keys and
+  checkpoints are unchanged). Mode ``reduce-overhead`` on CUDA (CUDA graphs: the training
+  batches have one static shape, ``drop_last``), the default mode on the CPU. ``False`` by
+  default everywhere: it costs a compile per run and needs a C++ toolchain.
 * ``cudnn_benchmark``: ``torch.backends.cudnn.benchmark`` (autotuned convolutions; not
   bit-reproducible across runs).
 * ``pin_memory``: page-locked host batches and ``non_blocking`` host-to-device copies.
@@ -21,7 +25,6 @@ a GPU run slightly, as AMP does; the record's ``speed`` says what was used).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,6 +33,9 @@ import torch
 
 from bench.config import SpeedConfig
 from bench.errors import BenchError
+from bench.models import Classifier
+
+CUDA_GRAPHS = "reduce-overhead"  # torch.compile mode: CUDA graphs around the compiled models
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class SpeedPlan:
     use_scaler: bool = False  # fp16 autocast on CUDA needs loss scaling
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str | None = None  # torch.compile mode when compile is on
     cudnn_benchmark: bool = False
     pin_memory: bool = False
     persistent_workers: bool = False
@@ -86,8 +93,44 @@ class SpeedPlan:
     def format_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def compiled(self, fn: Callable) -> Callable:
-        return torch.compile(fn) if self.compile else fn
+    def compile_models(self, method: torch.nn.Module) -> int:
+        """Compile, in place, every model one training step runs: the teachers (a plain
+        list on the method) and each :class:`Classifier` among the method's submodules
+        (the student). Returns how many were compiled (0 when compile is off)."""
+        if not self.compile:
+            return 0
+        models = [*getattr(method, "teachers", []), *method.modules()]
+        todo = {id(m): m for m in models if isinstance(m, Classifier) and not _compiled(m)}
+        for model in todo.values():
+            model.compile(mode=self.compile_mode)
+        return len(todo)
+
+    @property
+    def cuda_graphs(self) -> bool:
+        return self.compile and self.compile_mode == CUDA_GRAPHS
+
+    @property
+    def warmup_steps(self) -> int:
+        """Steps before a compiled step is steady: 1 (it compiles); with CUDA graphs also
+        the CUDA-graph warm-up and recording calls."""
+        return 3 if self.cuda_graphs else 1
+
+    def begin_step(self) -> None:
+        """Start of a training step: with CUDA graphs, tell their trees that a new
+        iteration begins (the previous step's graph outputs may be overwritten)."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+
+    def synchronize(self, device: torch.device) -> None:
+        """Wait for the device (only where a time is read, never per step)."""
+        if self.device_type == "cuda":
+            torch.cuda.synchronize(device)
+
+
+def _compiled(module: torch.nn.Module) -> bool:
+    """Whether ``nn.Module.compile`` already ran on ``module`` (a teacher compiled while
+    it was trained in this process is not compiled again)."""
+    return getattr(module, "_compiled_call_impl", None) is not None
 
 
 def _switch(value: str, on_cuda: bool, name: str) -> bool:
@@ -132,6 +175,7 @@ def resolve_speed(
         use_scaler=scaler,
         channels_last=_switch(config.channels_last, cuda, "channels_last"),
         compile=bool(config.compile),
+        compile_mode=(CUDA_GRAPHS if cuda else "default") if config.compile else None,
         cudnn_benchmark=_switch(config.cudnn_benchmark, cuda, "cudnn_benchmark") and cuda,
         pin_memory=pin and cuda,  # pinning host memory needs an accelerator
         persistent_workers=persistent and num_workers > 0,

@@ -2,8 +2,16 @@
 
 Adam with weight decay, cosine decay per step (methods.md "Total": Adam, lr 5e-4, cosine,
 wd 5e-4); the loss is ``sum(weight * term)`` over the plugin's named terms, each logged.
-Per epoch: mean of each term, lr, time, and validation accuracy where a val split exists.
-The test split is never looked at here (no checkpoint selection on test).
+Per epoch: mean of each term, lr, time, validation accuracy where a val split exists and,
+on CUDA, GPU utilisation and peak memory (:mod:`bench.utilisation`). The test split is
+never looked at here (no checkpoint selection on test).
+
+The step never waits for the host: :func:`train_step` returns its loss terms as device
+tensors, :class:`LossMeter` sums them on the device (float64, so the epoch means are the
+same numbers a per-step ``.item()`` gave) and keeps, per term, the first step where it was
+not finite; both are read once per epoch. A NaN or inf therefore still fails the run, as
+:class:`NonFiniteLoss` naming the epoch, the step and the term, at the end of that epoch
+(before its validation, record or checkpoint).
 """
 
 from __future__ import annotations
@@ -25,14 +33,26 @@ from bench.datasets import LabelledImages
 from bench.evaluate import evaluate
 from bench.health import PROBE_SIZE, representation_health
 from bench.speed import SpeedPlan, resolve_speed
+from bench.utilisation import EpochUsage
 from bench.views import Views
 from methods.base import Batch, Method
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
+PROGRESS_EVERY = 50  # steps between progress-bar loss updates (one host sync each)
+TOTAL = "total"  # the term name NonFiniteLoss gives the weighted sum when no term is bad
+
 
 class NonFiniteLoss(RuntimeError):
-    """A loss term became NaN or infinite."""
+    """A loss term became NaN or infinite: ``epoch``, ``step`` (1-based, in the epoch) and
+    ``term`` (the method's term name, or ``"total"`` for the weighted sum alone)."""
+
+    def __init__(self, epoch: int, step: int, term: str) -> None:
+        self.epoch, self.step, self.term = epoch, step, term
+        super().__init__(f"epoch {epoch} step {step}: loss term {term!r} is not finite")
+
+    def __reduce__(self):  # picklable across worker processes despite the custom __init__
+        return type(self), (self.epoch, self.step, self.term)
 
 
 @dataclass
@@ -43,6 +63,7 @@ class FitResult:
     best_state: dict[str, torch.Tensor] | None = None  # trainable state at the best val epoch
     train_time: float = 0.0
     resumed_from_epoch: int | None = None  # the checkpoint's epoch when the run resumed
+    compile_time: float | None = None  # seconds the first steps spent compiling (compile on)
 
 
 def make_optimizer(params, optim: OptimConfig, steps: int):
@@ -52,6 +73,247 @@ def make_optimizer(params, optim: OptimConfig, steps: int):
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return opt, sched
+
+
+@dataclass
+class Training:
+    """What one optimiser step needs; built once per run by :func:`make_training`."""
+
+    method: Method
+    weights: dict[str, float]  # non-zero weights of the method's terms
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    plan: SpeedPlan
+
+
+def make_training(method: Method, optim: OptimConfig, steps: int, plan: SpeedPlan) -> Training:
+    """Adam + schedule over ``steps`` steps on the method's trainable parameters."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    opt, sched = make_optimizer(params, optim, steps)
+    weights = {k: w for k, w in method.weights().items() if w != 0}
+    return Training(method, weights, opt, sched, plan.make_scaler(), plan)
+
+
+def make_batch(x, y, method: Method, views: Views, plan: SpeedPlan, device) -> Batch:
+    """A host batch -> the method's training views on the device."""
+    x = plan.to_device(x, device)
+    return Batch(
+        x1=plan.format_input(views.train(x)),
+        x2=plan.format_input(views.train(x)) if method.needs_second_view else None,
+        y=plan.to_device(y, device) if method.uses_labels else None,
+    )
+
+
+def train_step(training: Training, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimiser step on ``batch``: loss terms, ``sum(weight * term)``, backward, Adam,
+    schedule. Returns the weighted loss and the terms, detached, on the device: nothing
+    here waits for the device (except fp16's GradScaler, which checks for inf per step)."""
+    t = training
+    t.plan.begin_step()
+    with t.plan.autocast():  # views (made before) and evaluation stay in float32
+        terms = t.method.loss_terms(batch)
+        loss = sum(t.weights[k] * v for k, v in terms.items() if k in t.weights)
+    t.opt.zero_grad(set_to_none=True)
+    t.scaler.scale(loss).backward()  # pass-through unless fp16 on CUDA
+    t.scaler.step(t.opt)
+    t.scaler.update()
+    t.sched.step()
+    return loss.detach(), {k: v.detach() for k, v in terms.items()}
+
+
+class LossMeter:
+    """An epoch's loss sums on the device, and the first step each value was not finite.
+
+    ``state`` row 0: float64 sums of ``[loss, *terms]`` (float32 -> float64 is exact and
+    float64 adds in step order are what a Python float sum of ``.item()`` did); row 1: the
+    first 1-based step where that value was NaN/inf (0: none so far)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.state: torch.Tensor | None = None
+        self.steps = 0
+
+    @torch.no_grad()
+    def add(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        values = torch.stack([loss, *terms.values()]).double()
+        if self.state is None:
+            self.names = list(terms)
+            self.state = values.new_zeros(2, len(values))
+        elif list(terms) != self.names:
+            raise RuntimeError(f"loss terms changed within an epoch: {list(terms)}")
+        self.steps += 1
+        self.state[0].add_(values)
+        first_bad = self.state[1]
+        first_bad.copy_(
+            torch.where(torch.isfinite(values) | (first_bad > 0), first_bad, self.steps)
+        )
+
+    def mean_loss(self) -> float:
+        """The running mean of the weighted loss (one host sync: progress display only)."""
+        return self.state[0, 0].item() / self.steps if self.steps else math.nan
+
+    def read(self, epoch: int) -> dict[str, float]:
+        """``{"loss": mean, "loss/<term>": mean, ...}``; the epoch's one host sync. Raises
+        :class:`NonFiniteLoss` for the earliest step with a non-finite value (a named term
+        before the total)."""
+        if self.state is None:
+            return {}
+        sums, first_bad = self.state.tolist()
+        bad = [int(s) for s in first_bad if s > 0]
+        if bad:
+            step = min(bad)
+            order = [*range(1, len(first_bad)), 0]  # the terms, then the weighted sum
+            i = next(i for i in order if int(first_bad[i]) == step)
+            raise NonFiniteLoss(epoch, step, self.names[i - 1] if i else TOTAL)
+        out = {"loss": sums[0] / self.steps}
+        out.update({f"loss/{k}": s / self.steps for k, s in zip(self.names, sums[1:])})
+        return out
+
+
+@dataclass
+class EpochStats:
+    losses: dict[str, float]  # LossMeter.read
+    steps: int
+    epoch_time: float  # the whole epoch, device work included (read after the sync)
+    data_time: float  # waiting for the next batch (loader / workers)
+    warmup_time: float | None = None  # the first ``warmup_steps`` steps (when asked)
+
+    @property
+    def step_time(self) -> float:
+        return self.epoch_time - self.data_time
+
+    def compile_time(self, warmup_steps: int) -> float | None:
+        """Warm-up time beyond what as many steady steps take (the mean of the epoch's
+        other steps); the whole warm-up when the epoch has no other step."""
+        if self.warmup_time is None:
+            return None
+        rest = self.steps - warmup_steps
+        steady = (self.step_time - self.warmup_time) / rest if rest > 0 else 0.0
+        return max(0.0, self.warmup_time - warmup_steps * steady)
+
+
+def run_epoch(
+    training: Training,
+    batches,
+    views: Views,
+    device: torch.device,
+    epoch: int,
+    warmup_steps: int = 0,
+    bar: tqdm | None = None,
+) -> EpochStats:
+    """Train one pass over ``batches``. ``warmup_steps`` > 0: also time the first that many
+    steps (one device sync after them). ``bar``: show the running loss every
+    :data:`PROGRESS_EVERY` steps (a host sync each)."""
+    method, plan = training.method, training.plan
+    method.train()
+    for t in method.teachers:
+        t.eval()
+    meter = LossMeter()
+    data_time, warmup_time = 0.0, None
+    start = waited = time.perf_counter()
+    for x, y in batches:
+        data_time += time.perf_counter() - waited
+        meter.add(*train_step(training, make_batch(x, y, method, views, plan, device)))
+        if meter.steps == warmup_steps:
+            plan.synchronize(device)
+            warmup_time = time.perf_counter() - start - data_time
+        if bar is not None and meter.steps % PROGRESS_EVERY == 0:
+            bar.set_postfix(loss=f"{meter.mean_loss():.3f}", step=meter.steps)
+        waited = time.perf_counter()
+    losses = meter.read(epoch)  # waits for the device: epoch_time below includes its work
+    epoch_time = time.perf_counter() - start
+    if warmup_steps and warmup_time is None and meter.steps:  # fewer steps than the warm-up
+        warmup_time = epoch_time - data_time
+    return EpochStats(losses, meter.steps, epoch_time, data_time, warmup_time)
+
+
+def health_probe(val: LabelledImages | None, views: Views, device) -> torch.Tensor | None:
+    """A fixed validation batch (test-time views) for the per-epoch representation health
+    (:mod:`bench.health`); None without a val split of at least 2 images."""
+    if val is None or len(val) < 2:
+        return None
+    images = torch.stack([val[i][0] for i in range(min(PROBE_SIZE, len(val)))])
+    return views.test(images.to(device))
+
+
+def validate(
+    method: Method,
+    val: LabelledImages | None,
+    views: Views,
+    device,
+    probe: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """The epoch's validation figures: ``val_acc`` and, on ``probe`` (a fixed val batch),
+    the student's ``feat_cos`` and ``eff_rank``; nothing without a val split."""
+    if val is None or len(val) == 0:
+        return {}
+    method.eval()
+    out = {"val_acc": evaluate(method.predict, val, views, None, device)["acc"]}
+    if probe is not None:
+        out.update(representation_health(method.embed, probe))
+    return out
+
+
+def keep_best(result: FitResult, record: dict[str, Any], method: Method) -> None:
+    """Remember the trainable state of the best validation epoch so far."""
+    if "val_acc" in record and (
+        result.best_val_acc is None or record["val_acc"] > result.best_val_acc
+    ):
+        result.best_val_acc, result.best_val_epoch = record["val_acc"], record["epoch"]
+        result.best_state = copy.deepcopy(method.state_dict())
+
+
+def resume(
+    checkpoint: Checkpoint | None,
+    training: Training,
+    generator: torch.Generator,
+    result: FitResult,
+    epochs: int,
+    callbacks: list[EpochCallback] = (),
+) -> int:
+    """Restore the run from ``checkpoint`` when it holds a saved epoch (the restored
+    epochs are replayed through ``callbacks``, so they see the whole history in order).
+    Returns the first epoch still to train (1 without a checkpoint)."""
+    saved = checkpoint.load(epochs) if checkpoint is not None else None
+    if saved is None:
+        return 1
+    training.method.load_state_dict(saved["method"])
+    training.opt.load_state_dict(saved["optimizer"])
+    training.sched.load_state_dict(saved["scheduler"])
+    set_rng_state(saved["rng"], generator)
+    if saved.get("scaler"):
+        training.scaler.load_state_dict(saved["scaler"])
+    result.history = list(saved["history"])
+    result.best_val_acc, result.best_val_epoch = saved["best_val_acc"], saved["best_val_epoch"]
+    result.best_state = saved["best_state"]
+    result.train_time = saved["train_time"]
+    result.resumed_from_epoch = int(saved["epoch"])
+    for record in result.history:
+        for callback in callbacks:
+            callback(record["epoch"], record)
+    return result.resumed_from_epoch + 1
+
+
+def save_checkpoint(
+    checkpoint: Checkpoint, training: Training, generator, result: FitResult, epoch: int
+) -> None:
+    """Everything :func:`resume` needs to continue after ``epoch``."""
+    checkpoint.save(
+        {
+            "epoch": epoch,
+            "method": training.method.state_dict(),
+            "optimizer": training.opt.state_dict(),
+            "scheduler": training.sched.state_dict(),
+            "rng": rng_state(generator),
+            "history": result.history,
+            "best_val_acc": result.best_val_acc,
+            "best_val_epoch": result.best_val_epoch,
+            "best_state": result.best_state,
+            "train_time": result.train_time,
+            "scaler": training.scaler.state_dict(),
+        }
+    )
 
 
 def fit(
@@ -71,38 +333,18 @@ def fit(
 ) -> FitResult:
     """Train ``method``'s trainable parameters for ``optim.epochs`` epochs.
 
-    ``checkpoint``: resume from it when it holds a saved epoch (the restored epochs are
-    replayed through ``callbacks`` first, so they always see the whole history in order)
-    and save to it every ``checkpoint.every`` epochs. ``speed``: the suite's ``speed:``
-    switches (or a resolved plan); ``auto`` is on for CUDA, off on the CPU (bench.speed)."""
+    ``checkpoint``: resume from it when it holds a saved epoch and save to it every
+    ``checkpoint.every`` epochs. ``speed``: the suite's ``speed:`` switches (or a resolved
+    plan); ``auto`` is on for CUDA, off on the CPU (bench.speed). With ``speed.compile``
+    the models are compiled once here and ``compile_time`` says what that cost."""
     plan = speed if isinstance(speed, SpeedPlan) else resolve_speed(speed, device, num_workers)
     plan.apply_global()
     plan.prepare_module(method)
-    loss_terms = plan.compiled(method.loss_terms)
-    scaler = plan.make_scaler()
-    params = [p for p in method.parameters() if p.requires_grad]
-    weights = {k: w for k, w in method.weights().items() if w != 0}
+    plan.compile_models(method)
     steps_per_epoch = max(1, len(train) // optim.batch_size)
-    opt, sched = make_optimizer(params, optim, optim.epochs * steps_per_epoch)
+    training = make_training(method, optim, optim.epochs * steps_per_epoch, plan)
     result = FitResult()
-    first = 1
-    saved = checkpoint.load(optim.epochs) if checkpoint is not None else None
-    if saved is not None:
-        method.load_state_dict(saved["method"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"], generator)
-        if saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        result.history = list(saved["history"])
-        result.best_val_acc, result.best_val_epoch = saved["best_val_acc"], saved["best_val_epoch"]
-        result.best_state = saved["best_state"]
-        result.train_time = saved["train_time"]
-        result.resumed_from_epoch = int(saved["epoch"])
-        first = result.resumed_from_epoch + 1
-        for record in result.history:
-            for callback in callbacks:
-                callback(record["epoch"], record)
+    first = resume(checkpoint, training, generator, result, optim.epochs, callbacks)
     batches = EpochBatches(
         train,
         optim.batch_size,
@@ -113,84 +355,34 @@ def fit(
         pin_memory=plan.pin_memory,
         persistent_workers=plan.persistent_workers,
     )
-    # a fixed validation batch for the per-epoch representation health (bench.health)
-    probe = None
-    if val is not None and len(val) > 1:
-        probe = torch.stack([val[i][0] for i in range(min(PROBE_SIZE, len(val)))])
-        probe = views.test(probe.to(device))
+    probe = health_probe(val, views, device)
+    usage = EpochUsage.start(device)
     bar = tqdm(range(first, optim.epochs + 1), desc=desc, leave=False, disable=not progress)
-    for epoch in bar:
-        method.train()
-        for t in method.teachers:
-            t.eval()
-        start = time.perf_counter()
-        sums: dict[str, float] = {}
-        n_steps = 0
-        data_time = 0.0  # waiting for the next batch (loader / workers)
-        waited = time.perf_counter()
-        for x, y in batches:
-            data_time += time.perf_counter() - waited
-            x = plan.to_device(x, device)
-            batch = Batch(
-                x1=plan.format_input(views.train(x)),
-                x2=plan.format_input(views.train(x)) if method.needs_second_view else None,
-                y=plan.to_device(y, device) if method.uses_labels else None,
-            )
-            with plan.autocast():  # views above and evaluation stay in float32
-                terms = loss_terms(batch)
-                loss = sum(weights[k] * v for k, v in terms.items() if k in weights)
-            if not torch.isfinite(loss):
-                bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-                raise NonFiniteLoss(f"epoch {epoch}: loss is not finite (terms: {bad})")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # pass-through unless fp16 on CUDA
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            n_steps += 1
-            sums["loss"] = sums.get("loss", 0.0) + loss.item()
-            for k, v in terms.items():
-                sums[f"loss/{k}"] = sums.get(f"loss/{k}", 0.0) + v.item()
-            waited = time.perf_counter()
-        epoch_time = time.perf_counter() - start
-        result.train_time += epoch_time
-        record: dict[str, Any] = {k: v / max(1, n_steps) for k, v in sums.items()}
-        # data_time: waiting for batches; step_time: everything else (views, forward,
-        # backward, optimiser; .item() syncs the device every step, so this is honest)
-        record.update(
-            epoch=epoch,
-            lr=opt.param_groups[0]["lr"],
-            epoch_time=epoch_time,
-            data_time=data_time,
-            step_time=epoch_time - data_time,
-        )
-        if val is not None and len(val) > 0:
-            method.eval()
-            record["val_acc"] = evaluate(method.predict, val, views, None, device)["acc"]
-            if probe is not None:
-                record.update(representation_health(method.embed, probe))
-            if result.best_val_acc is None or record["val_acc"] > result.best_val_acc:
-                result.best_val_acc, result.best_val_epoch = record["val_acc"], epoch
-                result.best_state = copy.deepcopy(method.state_dict())
-        result.history.append(record)
-        if checkpoint is not None and checkpoint.due(epoch, optim.epochs):
-            checkpoint.save(
-                {
-                    "epoch": epoch,
-                    "method": method.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "rng": rng_state(generator),
-                    "history": result.history,
-                    "best_val_acc": result.best_val_acc,
-                    "best_val_epoch": result.best_val_epoch,
-                    "best_state": result.best_state,
-                    "train_time": result.train_time,
-                    "scaler": scaler.state_dict(),
-                }
-            )
-        bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")
-        for callback in callbacks:
-            callback(epoch, record)
+    try:
+        for epoch in bar:
+            warmup = plan.warmup_steps if plan.compile and epoch == first else 0
+            stats = run_epoch(training, batches, views, device, epoch, warmup, bar if progress else None)  # fmt: skip
+            result.train_time += stats.epoch_time
+            if warmup:
+                result.compile_time = stats.compile_time(warmup)
+            record: dict[str, Any] = {
+                **stats.losses,
+                "epoch": epoch,
+                "lr": training.opt.param_groups[0]["lr"],
+                "epoch_time": stats.epoch_time,
+                "data_time": stats.data_time,
+                "step_time": stats.step_time,  # views, forward, backward, optimiser
+            }
+            record.update(validate(method, val, views, device, probe))
+            record.update(usage.read())
+            keep_best(result, record, method)
+            result.history.append(record)
+            if checkpoint is not None and checkpoint.due(epoch, optim.epochs):
+                save_checkpoint(checkpoint, training, generator, result, epoch)
+            bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")
+            for callback in callbacks:
+                callback(epoch, record)
+    finally:
+        usage.close()
     method.eval()
     return result

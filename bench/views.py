@@ -30,9 +30,13 @@ class Views:
         self.load_size = load_size
         self._mean = torch.tensor(mean).view(1, -1, 1, 1)
         self._std = torch.tensor(std).view(1, -1, 1, 1)
+        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self._mean.to(x.device)) / self._std.to(x.device)
+        mean, std = self._stats.get(x.device) or self._stats.setdefault(
+            x.device, (self._mean.to(x.device), self._std.to(x.device))
+        )  # copied to a GPU once, not per batch (a host-to-device copy waits for the device)
+        return (x - mean) / std
 
     def test(self, images: torch.Tensor) -> torch.Tensor:
         """Centre crop (or resize up) to ``image_size``; normalise."""
@@ -92,8 +96,8 @@ class Views:
         lo, hi = self.aug.blur_sigma
         sigma = torch.empty(b, device=x.device).uniform_(lo, hi)
         apply = torch.rand(b, device=x.device) < self.aug.blur
-        if not bool(apply.any()):
-            return x
+        # no early return when nothing is blurred: asking would make the host wait for the
+        # device every step; a batch without a blurred image goes through delta kernels
         radius = max(1, min(int(math.ceil(2 * hi)), (min(hgt, wid) - 1) // 2))
         taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
         kernel = torch.exp(-(taps[None] ** 2) / (2 * sigma[:, None] ** 2))

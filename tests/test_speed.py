@@ -149,16 +149,20 @@ def test_autocast_really_runs_the_step_in_bf16_on_cpu():
         assert lin(torch.randn(2, 4)).dtype == torch.float32
 
 
-def test_compile_switch_wraps_the_loss(monkeypatch):
+def test_compile_switch_compiles_the_models_not_the_loss(monkeypatch):
     calls = []
-    monkeypatch.setattr(torch, "compile", lambda fn: calls.append(fn) or fn)
-    train, views = _tiny_data()
-    from bench.config import OptimConfig
-
-    method = _method()
-    fit(method, train, None, views, OptimConfig(epochs=1, batch_size=48), CPU,
-        torch.Generator().manual_seed(0), progress=False, speed=SpeedConfig(compile=True))  # fmt: skip
-    assert len(calls) == 1 and calls[0].__name__ == "loss_terms"
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: calls.append(a) or a[0])
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda m, mode=None: calls.append((m, mode)))
+    method = _method("cka")
+    for device, mode in (("cpu", "default"), ("cuda", "reduce-overhead")):
+        calls.clear()
+        plan = resolve_speed(SpeedConfig(compile=True), device, bf16_supported=True)
+        assert plan.compile_mode == mode and plan.cuda_graphs is (device == "cuda")
+        assert plan.compile_models(method) == 3
+        assert [(m, md) for m, md in calls] == [(t, mode) for t in method.teachers] + [
+            (method.student, mode)]  # fmt: skip
+    assert resolve_speed(SpeedConfig(), CUDA, bf16_supported=True).compile_mode is None
+    assert SpeedPlan().compile_models(method) == 0
 
 
 def _files(tmp_path, n=12):

@@ -1,137 +1,87 @@
-"""Time per training step of ``cka`` against ``vanilla_kd`` and against the compute floor.
+"""Each student method's real training step against its compute floor.
 
-The floor is what any method training this student on these views must spend: the frozen
-teachers' forward on ``x1`` (no grad) + the student's forward and backward on ``x1`` and
-``x2`` + the optimiser step on the student. ``vanilla_kd`` is the floor of a one-view method
-(teachers + the student on ``x1``). A step = the shared loop's inner body
-(``bench.train.fit``): ``loss_terms`` -> ``sum(weight * term)`` -> backward -> Adam step;
-views are made beforehand (identical for every method, not what is compared).
+The step is the loop's own ``bench.train.train_step`` (loss terms -> ``sum(weight * term)``
+-> backward -> Adam -> schedule); the floor is defined in ``tests/benchmarks/steps.py``
+(teachers' forward + the student's forward/backward on the views the method takes + Adam).
+Views are made beforehand (identical for every method, not what is compared).
 
-Goal (issue 5): ``cka`` step <= 1.10x its floor. Steps are timed interleaved (floor, KD,
-CKA, floor, ...) and compared by their medians, so that load from other processes on a
-shared machine hits all three alike; ratios (by wall time and by process CPU time) go to
-``benchmark.extra_info`` and stdout. No timing is asserted.
+Goals (issue 12): ``vanilla_kd`` <= 1.05x its floor, ``cka`` <= 1.10x. Cases: small_cnn and
+ResNet-18 at 32 px on any device; ResNet-50 at 224 px only where CUDA is. All steps of a
+case are timed interleaved (floors, then every method, round after round) and compared by
+their medians, so that load from other processes hits all alike; ratios by wall time and
+by process CPU time go to ``benchmark.extra_info`` (and stdout). No timing is asserted.
 
     pytest tests/benchmarks --benchmark-enable --benchmark-only -s
     KA_BENCH_THREADS=1 pytest tests/benchmarks ...   # one thread: steadier on a busy machine
+    python tests/benchmarks/report.py                 # all of it -> results/BENCHMARKS.md
 
-With benchmarks disabled (the normal test run) each case runs one tiny step of each kind.
+With benchmarks disabled (the normal test run) the small_cnn case runs one tiny step of each
+kind.
 """
 
 from __future__ import annotations
 
-import os
 import statistics
-import time
 
 import pytest
-import torch
 
-from bench.config import OptimConfig
-from bench.models import build_model
-from bench.train import make_optimizer
-from methods import METHODS, Batch, MethodContext
+from tests.benchmarks.steps import (
+    DEVICE,
+    TRAINED,
+    Timed,
+    floor_kind,
+    floor_step,
+    method_batch,
+    method_step,
+    method_training,
+    setup_case,
+)
 
-THREADS = os.environ.get("KA_BENCH_THREADS")  # torch threads (default: tests/conftest.py's)
-TASKS = [5, 5]
-ROUNDS = {"small_cnn-32px": 9, "resnet18-32px": 3}  # timed rounds when benchmarks are enabled
-CASES = {  # arch, params, image size
-    "small_cnn-32px": ("small_cnn", {"width": 32}, 32),
-    "resnet18-32px": ("resnet18", {}, 32),
+CASES = {  # arch, params, image size, batch, timed rounds
+    "small_cnn-32px": ("small_cnn", {"width": 32}, 32, 64, 9),
+    "resnet18-32px": ("resnet18", {}, 32, 64, 5),
+    "resnet50-224px": ("resnet50", {}, 224, 64, 20),
 }
-
-
-def setup_case(arch: str, params: dict, px: int, batch: int):
-    if THREADS:
-        torch.set_num_threads(int(THREADS))
-    torch.manual_seed(0)
-
-    def model(n):
-        return build_model(arch, num_classes=n, in_channels=3, image_size=px, **params)
-
-    teachers = [model(n).eval().requires_grad_(False) for n in TASKS]
-    ctx = MethodContext(teachers, TASKS, lambda: model(sum(TASKS)), 3, px)
-    x1, x2 = torch.randn(batch, 3, px, px), torch.randn(batch, 3, px, px)
-    return ctx, x1, x2
-
-
-def method_step(name: str, ctx: MethodContext, x1, x2):
-    cls = METHODS.get(name)
-    method = cls(ctx, cls.Params()).train()
-    weights = {k: w for k, w in method.weights().items() if w != 0}
-    opt, _ = make_optimizer([p for p in method.parameters() if p.requires_grad], OptimConfig(), 1)
-    batch = Batch(x1=x1, x2=x2 if method.needs_second_view else None)
-
-    def step():
-        terms = method.loss_terms(batch)
-        loss = sum(weights[k] * v for k, v in terms.items() if k in weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
-
-
-def floor_step(ctx: MethodContext, x1, x2):
-    """Teachers' forward on x1 + student forward/backward on x1 and x2 + Adam step."""
-    student = ctx.build_student().train()
-    opt, _ = make_optimizer(list(student.parameters()), OptimConfig(), 1)
-
-    def step():
-        with torch.no_grad():
-            for t in ctx.teachers:
-                t(x1)
-        loss = student(x1).logits.square().mean() + student(x2).logits.square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
-
-
-class Timed:
-    """Wraps a step; records wall time and this process's CPU time of each call. On a
-    shared, oversubscribed machine CPU time (with one thread) is the steadier measure: it
-    excludes the time the process waits for a core."""
-
-    def __init__(self, step) -> None:
-        self.step, self.wall, self.cpu = step, [], []
-
-    def __call__(self) -> None:
-        wall, cpu = time.perf_counter(), time.process_time()
-        self.step()
-        self.cpu.append(time.process_time() - cpu)
-        self.wall.append(time.perf_counter() - wall)
+GPU_ONLY = {"resnet50-224px"}
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_cka_step_vs_floor_and_vanilla_kd(benchmark, case):
-    arch, params, px = CASES[case]
+def test_train_step_vs_compute_floor(benchmark, case):
+    arch, params, px, batch, rounds = CASES[case]
+    if case in GPU_ONLY and DEVICE.type != "cuda":
+        pytest.skip(f"{case}: only where CUDA is")
     enabled = not benchmark.disabled
     if not enabled:  # a plain test: one small step of each kind, just the code path
+        if case != "small_cnn-32px":
+            pytest.skip(f"{case}: with --benchmark-enable (small_cnn runs the same code)")
         batch, rounds, px = 4, 1, 16
-    else:
-        batch, rounds = 64, ROUNDS[case]
-    ctx, x1, x2 = setup_case(arch, params, px, batch)
-    floor = floor_step(ctx, x1, x2)
-    kd = method_step("vanilla_kd", ctx, x1, x2)
-    cka = method_step("cka", ctx, x1, x2)
-    if enabled:  # warm-up: allocator, oneDNN primitive caches, Adam state
-        for step in (floor, kd, cka):
-            step()
-    timed = {"floor": Timed(floor), "vanilla_kd": Timed(kd), "cka": Timed(cka)}
+    ctx, x1, x2, y = setup_case(arch, params, px, batch)
+    steps, kinds = {}, {}
+    for name in TRAINED:
+        training = method_training(name, ctx)
+        steps[name] = method_step(training, method_batch(training, x1, x2, y))
+        kinds[name] = floor_kind(training.method)
+    floors = {f"floor:{k}": floor_step(k, ctx, x1, x2) for k in sorted(set(kinds.values()))}
+    timed = {k: Timed(s) for k, s in {**floors, **steps}.items()}
+    if enabled:  # warm-up: allocator, oneDNN / cuDNN caches, Adam state
+        for step in timed.values():
+            step.step()
+            step.step()
+    others = [t for k, t in timed.items() if k != "cka"]
 
-    def others():  # untimed by pytest-benchmark: interleaves the references with cka
-        timed["floor"]()
-        timed["vanilla_kd"]()
+    def setup():  # untimed by pytest-benchmark: the other steps, interleaved with cka
+        for t in others:
+            t()
 
-    # The benchmark's own row times the cka step; floor and KD run between its rounds.
-    benchmark.pedantic(timed["cka"], setup=others, rounds=rounds)
-    info: dict[str, float | int | str] = {"batch": batch, "threads": torch.get_num_threads()}
+    # The benchmark's own row times the cka step; the floors and methods run between.
+    benchmark.pedantic(timed["cka"], setup=setup, rounds=rounds)
+    info: dict[str, float | int | str] = {"batch": batch, "px": px, "device": DEVICE.type}
     for clock in ("wall", "cpu"):
         med = {k: statistics.median(getattr(t, clock)) for k, t in timed.items()}
-        info.update({f"{k}_{clock}_ms": round(1e3 * v, 1) for k, v in med.items()})
-        info[f"cka/floor_{clock}"] = round(med["cka"] / med["floor"], 3)
-        info[f"cka/vanilla_kd_{clock}"] = round(med["cka"] / med["vanilla_kd"], 3)
+        info.update({f"{k}_{clock}_ms": round(1e3 * v, 2) for k, v in med.items()})
+        for name, kind in kinds.items():
+            info[f"{name}/floor_{clock}"] = round(med[name] / med[f"floor:{kind}"], 3)
+    info.update({f"{name}_floor": kind for name, kind in kinds.items()})
     benchmark.extra_info.update(info)
     print(f"\n{case}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    assert set(kinds) == set(TRAINED) and all(len(t.wall) == rounds for t in timed.values())
