@@ -4,8 +4,8 @@ passed by name) and launchers in one registry, each ``launcher(runs, options, sl
 * ``serial``: one run after another in this process.
 * ``process``: ``slots.workers`` spawned processes run at once. On CUDA every worker
   process owns one of the visible GPUs (``CUDA_VISIBLE_DEVICES`` set before CUDA starts in
-  it, round-robin), so with more workers than GPUs, runs are packed several per GPU; with
-  one GPU all workers share it.
+  it, round-robin: :mod:`bench.placement`), so with more workers than GPUs, runs are
+  packed several per GPU; with one GPU all workers share it.
 * ``ray``: one Ray task per run, ``slots.gpus_per_run`` GPUs each (fractional: packed).
 
 The parallel launchers first train every teacher the runs need, once, here, so that no
@@ -15,7 +15,6 @@ two workers ever train the same teacher at the same time.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 
 from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
 from bench.config import SpeedConfig
+from bench.placement import init_worker, placement, visible_gpus
 from bench.plan import PlannedRun
 from bench.runner import execute, failure_record
 from bench.runtime import resolve_device
@@ -32,8 +32,6 @@ from bench.store import RunStore
 from bench.tracking import RunTracker, TrackingTarget
 
 log = logging.getLogger(__name__)
-
-CUDA_ENV = "CUDA_VISIBLE_DEVICES"
 
 
 @dataclass(frozen=True)
@@ -84,11 +82,6 @@ def launch(
 
 
 # ------------------------------------------------------------------ one run
-
-
-def placement() -> dict[str, Any]:
-    """Where this process runs: its pid and the GPUs it may see."""
-    return {"pid": os.getpid(), "cuda_visible_devices": os.environ.get(CUDA_ENV)}
 
 
 def execute_safely(run: PlannedRun, options: ExecOptions) -> Record:
@@ -146,39 +139,6 @@ def warm_teachers(runs: list[PlannedRun], options: ExecOptions) -> None:
                     options.progress,
                     options.speed,
                 )
-
-
-# ------------------------------------------------------------------ placement
-
-
-def visible_gpus(device: str) -> list[str]:
-    """The GPU ids this process may hand to workers (``[]`` when runs go to the CPU):
-    the entries of ``CUDA_VISIBLE_DEVICES`` when set (ids or UUIDs, as many as CUDA
-    counts), else ``0 .. device_count - 1``."""
-    if device == "cpu" or not torch.cuda.is_available():
-        return []
-    count = torch.cuda.device_count()
-    listed = os.environ.get(CUDA_ENV)
-    if listed is not None:
-        return [s.strip() for s in listed.split(",") if s.strip()][:count]
-    return [str(i) for i in range(count)]
-
-
-def gpu_for_worker(index: int, gpus: list[str]) -> str | None:
-    """Round-robin: worker ``index`` gets ``gpus[index % len(gpus)]`` (None: no GPU)."""
-    return gpus[index % len(gpus)] if gpus else None
-
-
-def init_worker(counter, gpus: list[str], threads: int) -> None:
-    """ProcessPoolExecutor initializer: number this worker, pin it to its GPU (before
-    anything in it starts CUDA) and give it its share of the CPU threads."""
-    with counter.get_lock():
-        index = counter.value
-        counter.value += 1
-    gpu = gpu_for_worker(index, gpus)
-    if gpu is not None:
-        os.environ[CUDA_ENV] = gpu
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------ launchers

@@ -7,6 +7,7 @@ import json
 import multiprocessing as mp
 import os
 import pickle
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -17,21 +18,13 @@ import torch
 from bench import launch as launch_mod
 from bench.cli import main
 from bench.config import SpeedConfig, validate_suite
-from bench.launch import (
-    CUDA_ENV,
-    LAUNCHERS,
-    ExecOptions,
-    Slots,
-    gpu_for_worker,
-    init_worker,
-    launch,
-    visible_gpus,
-)
+from bench.launch import LAUNCHERS, ExecOptions, Slots, launch
 from bench.launch_ray import run_on_ray
+from bench.placement import CUDA_ENV, gpu_for_worker, init_worker, visible_gpus
 from bench.plan import expand
 from bench.runner import build_record
 from bench.suite import run_suite
-from tests.conftest import tiny_suite, write_suite
+from tests.conftest import ROOT, tiny_suite, write_suite
 
 
 def fake_gpus(monkeypatch, count: int, listed: str | None) -> None:
@@ -62,6 +55,12 @@ def test_registry_holds_the_three_launchers():
 def test_visible_gpus(monkeypatch, count, listed, device, expected):
     fake_gpus(monkeypatch, count, listed)
     assert visible_gpus(device) == expected
+
+
+def test_the_worker_initializer_module_does_not_import_torch():
+    """Else CUDA could start in a worker before its CUDA_VISIBLE_DEVICES is set."""
+    code = "import sys, bench.placement; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 def test_workers_round_robin_over_gpus_and_share_a_single_one():
