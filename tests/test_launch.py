@@ -24,6 +24,7 @@ from bench.placement import CUDA_ENV, gpu_for_worker, init_worker, visible_gpus
 from bench.plan import expand
 from bench.runner import build_record
 from bench.suite import run_suite
+from bench.tracking import TrackingTarget
 from tests.conftest import ROOT, tiny_suite, write_suite
 
 
@@ -142,10 +143,13 @@ def test_ray_tasks_get_every_exec_option(
         return build_record(run, "finished")
 
     monkeypatch.setattr(launch_mod, "execute", fake_execute)
+    targets = []  # the MLflow target each task starts its child run with
+    monkeypatch.setattr(launch_mod.RunTracker, "start", lambda t, run, dev: targets.append(t))
     runs = expand(validate_suite(tiny_suite(), "t"))[:2]
     speed = SpeedConfig(amp="off", channels_last="on", compile=True)
+    target = TrackingTarget("sqlite:///x.db", "1", "parent", "me", "tiny")
     options = ExecOptions(
-        tmp_path, device, num_workers=3, checkpoint_every=4, speed=speed, with_test=False
+        tmp_path, device, 3, tracking=target, checkpoint_every=4, speed=speed, with_test=False
     )
     out = list(run_on_ray(runs, options, gpus_per_run=0.25))
 
@@ -153,6 +157,7 @@ def test_ray_tasks_get_every_exec_option(
     assert all(rec["status"] == "finished" and rec["placement"]["pid"] for _, rec in out)
     assert [c["num_gpus"] for c in fake.calls] == [expected_gpus] * 2
     assert fake.calls[0]["kwargs"]["options"].speed == speed  # passed by name
+    assert targets == [target, target]
     for got in seen:
         assert got["speed"] == speed and got["with_test"] is False and got["progress"] is False
         assert got["checkpoint"].every == 4 and got["num_workers"] == 3
