@@ -10,7 +10,10 @@
   on a CPU the workers split the cores, so expect little; on a GPU with room to spare,
   more) and each run's training time packed against alone.
 
-Ratios go to ``benchmark.extra_info`` and stdout; nothing is asserted about time.
+Ratios go to ``benchmark.extra_info`` and stdout; nothing is asserted about time. Serial
+runs use this process's torch threads, each of the N workers 1/N of them (as the process
+launcher splits them); ``KA_BENCH_THREADS=1`` compares one thread alone against N
+single-threaded runs side by side.
 
     pytest tests/benchmarks/test_suite_launch.py --benchmark-enable --benchmark-only -s
 
@@ -21,15 +24,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 
 import pytest
+import torch
 
 from bench.config import validate_suite
 from bench.suite import run_suite
 from tests.conftest import tiny_suite
 
 N_PACKED = 2
+THREADS = os.environ.get("KA_BENCH_THREADS")
 
 
 def suite_of(name: str, methods: list[str], epochs: int, seeds: list[int], width: int = 16):
@@ -99,6 +105,9 @@ def test_suite_overhead(benchmark, tmp_path, tracking):
 def test_packed_against_serial(benchmark, tmp_path):
     if benchmark.disabled:
         pytest.skip("spawns worker processes: only with --benchmark-enable")
+    threads = torch.get_num_threads()
+    if THREADS:
+        torch.set_num_threads(int(THREADS))
     root = tmp_path / "results"
     seeds = list(range(N_PACKED))
     warm = suite_of("warm", ["vanilla_kd"], 1, [0])
@@ -123,10 +132,16 @@ def test_packed_against_serial(benchmark, tmp_path):
         run("serial", "serial")
         run("packed", "process")
 
-    benchmark.pedantic(both, rounds=1, warmup_rounds=0)
+    try:
+        benchmark.pedantic(both, rounds=1, warmup_rounds=0)
+    finally:
+        used = torch.get_num_threads()
+        torch.set_num_threads(threads)
     (s_wall, s_train), (p_wall, p_train) = timings["serial"], timings["packed"]
     info = {
         "runs": N_PACKED,
+        "threads_serial": used,
+        "threads_per_worker": max(1, used // N_PACKED),
         "serial_wall_s": s_wall,
         "packed_wall_s": p_wall,
         "packed/serial_wall": p_wall / s_wall,
@@ -134,7 +149,7 @@ def test_packed_against_serial(benchmark, tmp_path):
     }
     benchmark.extra_info.update(info)
     print(
-        f"\n{N_PACKED} runs: serial {s_wall:.2f} s, packed {p_wall:.2f} s "
+        f"\n{N_PACKED} runs ({used} thread(s) alone, {info['threads_per_worker']} per worker): serial {s_wall:.2f} s, packed {p_wall:.2f} s "
         f"(packed/serial {info['packed/serial_wall']:.3f}); a run's training packed vs alone "
         f"{info['run_train_packed/alone']:.3f}x"
     )
