@@ -119,14 +119,16 @@ def estimate_suite(
     device: str | None = None,
     seeds: list[int] | None = None,
     probe_steps: tuple[int, int] = (WARMUP_STEPS, PROBE_STEPS),
+    eval_images: int = EVAL_IMAGES,
 ) -> Estimate:
     """Probe and estimate every pending run of ``suite`` (see the module docstring);
-    ``probe_steps``: (untimed warm-up, timed) training steps per probe."""
+    ``probe_steps``: (untimed warm-up, timed) training steps per probe; ``eval_images``:
+    images predicted per evaluation probe."""
     results_root = Path(results_root)
     dev = resolve_device(device or suite.device)
     store = RunStore(results_root / suite.name)
     out = Estimate(str(dev))
-    probes = _Probes(dev, suite, probe_steps)
+    probes = _Probes(dev, suite, probe_steps, eval_images)
     teachers_seen: set[str] = set()
     for run in expand(suite, seeds):
         if store.is_finished(run.key):
@@ -153,13 +155,12 @@ class _Probes:
     device: torch.device
     suite: SuiteConfig
     steps: tuple[int, int]
+    eval_images: int
     done: dict[str, Probe] = field(default_factory=dict)
 
     def get(self, key: str, cls, params: dict, make_ctx, train, data, optim) -> Probe:
         if key not in self.done:
-            self.done[key] = _probe(
-                cls, params, make_ctx(), train, data, optim, self.device, self.suite, self.steps
-            )
+            self.done[key] = _probe(cls, params, make_ctx(), train, data, optim, self)
         return self.done[key]
 
 
@@ -243,10 +244,12 @@ def _context(spec: RunSpec, data: PreparedData, dev) -> MethodContext:
 
 
 def _probe(
-    cls, params: dict, ctx, train: LabelledImages, data, optim: OptimConfig, dev, suite, steps
+    cls, params: dict, ctx, train: LabelledImages, data, optim: OptimConfig, size: _Probes
 ) -> Probe:
-    """Time ``steps`` = (warm-up, timed) steps of the real loop, and test-time predictions."""
-    warmup_steps, timed_steps = steps
+    """Time ``size.steps`` = (warm-up, timed) steps of the real loop, and test-time
+    predictions of ``size.eval_images`` images, on ``size.device``."""
+    dev, suite = size.device, size.suite
+    warmup_steps, timed_steps = size.steps
     seed_everything(0)
     method = cls(ctx, cls.Params.model_validate(params)).to(dev)
     bs = optim.batch_size
@@ -268,7 +271,7 @@ def _probe(
         startup = max(0.0, warm - epoch_steps(min(len(train), warmup_steps * bs), bs) * step_s)
     method.eval()
     held_out = data.test if data.test is not None and len(data.test) else train
-    images = held_out.subset(torch.arange(min(len(held_out), EVAL_IMAGES)))
+    images = held_out.subset(torch.arange(min(len(held_out), size.eval_images)))
     evaluate(method.predict, images, data.views, None, dev)  # warm-up
     _sync(dev)
     start = time.perf_counter()

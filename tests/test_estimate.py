@@ -31,7 +31,7 @@ def test_quick_suite_estimate_skips_finished_runs_and_cached_teachers(tmp_path):
     t1 = runs[0].spec.teacher_specs(2)[0]
     atomic_write_json(tmp_path / "teachers" / t1.key / "meta.json", {"key": t1.key})
 
-    est = estimate_suite(suite, tmp_path, device="cpu", seeds=[0, 1], probe_steps=(1, 1))
+    est = estimate_suite(suite, tmp_path, "cpu", [0, 1], probe_steps=(1, 1), eval_images=64)
 
     assert est.device == "cpu" and est.finished == 1 and est.cached_teachers == 1
     teachers = [c for c in est.items if c.what == "teacher"]
