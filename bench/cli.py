@@ -26,7 +26,25 @@ def _add_run(sub) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the suite's seeds")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
     p.add_argument("--launcher", choices=["serial", "process", "ray"], default="serial")
-    p.add_argument("--workers", type=int, default=2, help="processes for --launcher process")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="runs at once for --launcher process (one GPU each, round-robin; packed when "
+        "there are more workers than GPUs)",
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=None,
+        help="--launcher ray: GPUs per run, 0 < g <= 1 (default: the suite's gpus_per_run, 1)",
+    )
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="time a few real training steps per (dataset, student, method) and print each "
+        "run's steps and device-hours before anything runs",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--tracking-uri",
@@ -164,10 +182,20 @@ def cmd_run(args) -> int:
         check_suite(suite, results, None if args.no_mlflow else tracking_uri(results, args))
     except ConfigError as exc:
         raise ConfigError(f"{args.suite}: {exc}") from None
+    if args.workers < 1:
+        raise BenchError(f"--workers: must be at least 1, got {args.workers}")
+    if args.gpus_per_run is not None and not 0 < args.gpus_per_run <= 1:
+        raise BenchError(f"--gpus-per-run: must be in (0, 1], got {args.gpus_per_run}")
     if args.dry_run:
         runs = expand(suite, args.seeds)
         print(f"suite {suite.name}: {args.suite} -> {results / suite.name}")
         print(describe_plan(runs, RunStore(results / suite.name), results))
+    if args.estimate:
+        from bench.estimate import estimate_suite
+
+        configure_threads()
+        print(estimate_suite(suite, results, args.device, args.seeds).describe())
+    if args.dry_run:
         return 0
     configure_threads()
     set_progress(not args.no_progress)
@@ -181,6 +209,7 @@ def cmd_run(args) -> int:
         progress=progress_enabled(),
         mlflow=not args.no_mlflow,
         tracking_uri=args.tracking_uri,
+        gpus_per_run=args.gpus_per_run,
     )
     held = f", {len(outcome.held)} skipped (held by another process)" if outcome.held else ""
     print(

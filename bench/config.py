@@ -202,6 +202,8 @@ class SuiteConfig(Strict):
     # from its last saved epoch; suite level, not in RunSpec: it never changes a run key.
     checkpoint_every: Annotated[int, Field(ge=0)] = 0
     speed: SpeedConfig = SpeedConfig()
+    # --launcher ray: GPUs per run (0.5 packs two runs per GPU); suite level, not in RunSpec.
+    gpus_per_run: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
 # ---------------------------------------------------------------------------- loading

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bench.config import DatasetConfig
-from bench.datasets import DATASETS, LabelledImages, SourceData, TensorImages
+from bench.datasets import DATASETS, LabelledImages, MappedImages, SourceData, TensorImages
 from bench.errors import ConfigError
 from bench.views import Views
 
@@ -171,17 +171,18 @@ def iterate_batches(
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(uint8 images, labels)`` batches. In-memory images are sliced directly
-    (no per-item Python overhead); files go through a DataLoader with workers."""
+    """Yield ``(uint8 images, labels)`` batches. In-memory and memory-mapped images are
+    gathered a batch at a time (no per-item Python overhead); files go through a
+    DataLoader with workers."""
     n = len(images)
     if drop_last and n < batch_size:
         drop_last = False  # tiny splits: still one (smaller) batch per epoch
-    if isinstance(images, TensorImages):
+    if isinstance(images, TensorImages | MappedImages):
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             idx = order[start : start + batch_size]
-            yield images.images[idx], images.labels[idx]
+            yield images.take(idx), images.labels[idx]
         return
     yield from _file_loader(
         images, batch_size, shuffle, generator, drop_last, num_workers, pin_memory, False
@@ -226,7 +227,7 @@ class EpochBatches:
         self.generator, self.drop_last = generator, drop_last
         self.pin_memory = pin_memory
         self._loader = None
-        if not isinstance(images, TensorImages):
+        if not isinstance(images, TensorImages | MappedImages):
             self._loader = _file_loader(
                 images,
                 batch_size,

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
+from bench.checkpoint import CHECKPOINT_NAME
 from bench.claims import Claims
 from bench.claims import describe as describe_owner
-from bench.config import SpeedConfig, SuiteConfig
-from bench.data import prepare
+from bench.config import SuiteConfig
 from bench.datasets import DATASETS
 from bench.errors import StorageError
+from bench.launch import ExecOptions, Slots, launch
 from bench.plan import PlannedRun, expand, num_tasks
 from bench.pretrain import describe_stages, get_backbone, unique_stages
 from bench.progress import bar as progress_bar
-from bench.runner import execute, failure_record
 from bench.runtime import resolve_device
 from bench.store import RunStore, atomic_write_text
-from bench.teachers import get_teacher
-from bench.tracking import RunTracker, SuiteTracker, TrackingTarget, one_line
+from bench.tracking import SuiteTracker, one_line
 
 log = logging.getLogger(__name__)
 
@@ -71,62 +68,6 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
     return "\n".join(lines)
 
 
-def _warm_teachers(
-    runs: list[PlannedRun], results_root: Path, device, workers, progress, speed=None
-):
-    """Train every teacher the pending runs need, once, before runs fan out in parallel."""
-    seen: set[str] = set()
-    for run in runs:
-        ds = run.spec.dataset_config()
-        data = prepare(ds)
-        for tspec in run.spec.teacher_specs(len(data.layout.tasks)):
-            if tspec.key not in seen:
-                seen.add(tspec.key)
-                get_teacher(
-                    tspec, data, results_root / "teachers", device, workers, progress, speed
-                )
-
-
-def _execute_safely(
-    run: PlannedRun,
-    results_root: Path,
-    device_name: str,
-    workers: int,
-    progress: bool,
-    tracking: TrackingTarget | None = None,
-    checkpoint_every: int = 0,
-    speed: SpeedConfig | None = None,
-) -> dict[str, Any]:
-    """Execute one run in this process and return its record; a failure is recorded,
-    never raised. With ``tracking`` its MLflow child run is logged live from here; the
-    run resumes from (and, every ``checkpoint_every`` epochs, saves) its checkpoint."""
-    tracker = None
-    try:
-        device = resolve_device(device_name)
-        if tracking is not None:
-            tracker = RunTracker.start(tracking, run, str(device))
-        run_dir = RunStore(Path(results_root) / run.meta.suite).run_dir(run.key)
-        rec = execute(
-            run,
-            results_root,
-            device,
-            workers,
-            callbacks=[tracker.on_epoch] if tracker else [],
-            progress=progress,
-            checkpoint=Checkpoint(run_dir / CHECKPOINT_NAME, checkpoint_every, run.key),
-            speed=speed,
-        )
-    except Exception as exc:  # recorded as failed; the suite goes on
-        rec = failure_record(run, exc)
-    except BaseException as exc:  # Ctrl-C, exit: the run stays to do
-        if tracker is not None:
-            tracker.kill(f"interrupted: {type(exc).__name__}")
-        raise
-    if tracker is not None:
-        tracker.finish(rec)
-    return rec
-
-
 def run_suite(
     suite: SuiteConfig,
     results_root: Path,
@@ -139,13 +80,15 @@ def run_suite(
     out=None,
     mlflow: bool = True,
     tracking_uri: str | None = None,
+    gpus_per_run: float | None = None,
 ) -> SuiteOutcome:
     """Run every pending run of ``suite`` under ``results_root/<suite name>/``.
 
     ``mlflow``: track the suite in MLflow (:mod:`bench.tracking`; ``tracking_uri``, else
     ``MLFLOW_TRACKING_URI``, else ``<results>/mlflow.db``). Resume: a run key is skipped
     when its ``result.json`` is finished (or was restored from a FINISHED MLflow run);
-    anything else runs again, from its checkpoint when ``suite.checkpoint_every`` left one."""
+    anything else runs again, from its checkpoint when ``suite.checkpoint_every`` left one.
+    ``launcher`` / ``workers`` / ``gpus_per_run`` (default: the suite's): :mod:`bench.launch`."""
     out = out if out is not None else sys.stdout  # looked up now: pytest swaps it
     results_root = Path(results_root).resolve()
     runs = expand(suite, seeds)
@@ -254,9 +197,17 @@ def run_suite(
         bar = progress_bar(
             total=len(pending), desc=f"suite {suite.name}", unit="run", show=progress
         )
-        for run, rec in _launch(
-            todo, results_root, device_name, launcher, workers, progress, suite, tracking
-        ):
+        options = ExecOptions(
+            results_root=results_root,
+            device=device_name,
+            num_workers=suite.num_workers,
+            progress=progress,
+            tracking=tracking,
+            checkpoint_every=suite.checkpoint_every,
+            speed=suite.speed,
+        )
+        slots = Slots(workers, suite.gpus_per_run if gpus_per_run is None else gpus_per_run)
+        for run, rec in launch(launcher, todo, options, slots):
             record(run, rec)
             bar.update(1)
         bar.close()
@@ -291,71 +242,3 @@ def run_suite(
             error=f"{n_failed} of {len(runs)} run(s) failed" if n_failed else None,
         )
     return outcome
-
-
-def _launch(
-    pending: list[PlannedRun],
-    results_root: Path,
-    device_name: str,
-    launcher: str,
-    workers: int,
-    progress: bool,
-    suite: SuiteConfig,
-    tracking: TrackingTarget | None = None,
-) -> Iterable[tuple[PlannedRun, dict[str, Any]]]:
-    """Yield (run, record) as runs complete: in this process, a process pool, or Ray.
-
-    Serial and process-pool runs log their MLflow child live; Ray runs are logged by the
-    suite process from their records when they come back (``SuiteTracker.record_done``)."""
-    if not pending:
-        return
-    every = suite.checkpoint_every
-    if launcher == "serial":
-        for run in pending:
-            yield (
-                run,
-                _execute_safely(
-                    run,
-                    results_root,
-                    device_name,
-                    suite.num_workers,
-                    progress,
-                    tracking,
-                    every,
-                    suite.speed,
-                ),
-            )
-        return
-    device = resolve_device(device_name)
-    _warm_teachers(pending, results_root, device, suite.num_workers, progress, suite.speed)
-    if launcher == "process":
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        threads = max(1, torch.get_num_threads() // workers)
-        with cf.ProcessPoolExecutor(
-            workers, mp.get_context("spawn"), initializer=torch.set_num_threads, initargs=(threads,)
-        ) as pool:
-            futures = {
-                pool.submit(
-                    _execute_safely,
-                    r,
-                    results_root,
-                    device_name,
-                    suite.num_workers,
-                    False,
-                    tracking,
-                    every,
-                    suite.speed,
-                ): r
-                for r in pending
-            }
-            for fut in cf.as_completed(futures):
-                yield futures[fut], fut.result()
-        return
-    if launcher == "ray":
-        from bench.launch_ray import run_on_ray
-
-        yield from run_on_ray(pending, results_root, device_name, suite.num_workers)
-        return
-    raise ValueError(f"launcher {launcher!r} is not one of serial, process, ray")

@@ -16,7 +16,7 @@ import scipy.io as sio
 import torch
 from PIL import Image
 
-from bench.datasets import DATASETS, DatasetError, FileImages, TensorImages, decode
+from bench.datasets import DATASETS, DatasetError, FileImages, MappedImages, TensorImages, decode
 from bench.datasets.archive import unpack_archive
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
@@ -89,11 +89,11 @@ def test_image_folder_single_folder_is_split_per_class(tmp_path):
     assert_colours(src.test, COLOURS)
 
 
-def test_image_folder_large_images_are_lazy_with_paper_views(tmp_path):
+def test_image_folder_large_images_are_mapped_with_paper_views(tmp_path):
     folder_tree(tmp_path / "d" / "train", ["a", "b"], 2)
     folder_tree(tmp_path / "d" / "test", ["a", "b"], 1)
     src = load("image_folder", tmp_path / "d", image_size=224)
-    assert src.load_size == 256 and isinstance(src.train, FileImages)
+    assert src.load_size == 256 and isinstance(src.train, MappedImages)
     x, y = src.train[3]
     assert x.shape == (3, 256, 256) and x.dtype == torch.uint8 and y == 1
     aug = src.augment
@@ -313,7 +313,7 @@ def test_cub200(tmp_path):
     make_cub(root)
     src = load("cub200", root)
     assert src.class_names == ["001.Albatross", "002.Auklet", "003.Blackbird"]
-    assert isinstance(src.train, FileImages) and src.load_size == 256
+    assert isinstance(src.train, MappedImages) and src.load_size == 256
     assert per_class(src.train.labels) == [2, 2, 2] and per_class(src.test.labels) == [1, 1, 1]
     assert src.test[2][0].shape == (3, 256, 256)
     small = load("cub200", tmp_path, image_size=16, in_memory=True)  # the parent works too
@@ -382,7 +382,7 @@ def test_stanford_cars(tmp_path):
     assert src.class_names == ["AM General Hummer SUV 2000", "Acura RL Sedan 2012"]
     assert per_class(src.train.labels) == [2, 2] and per_class(src.test.labels) == [1, 1]
     assert_colours(src.train, COLOURS)
-    lazy = load("stanford_cars", tmp_path)
+    lazy = load("stanford_cars", tmp_path, in_memory=False)
     assert isinstance(lazy.test, FileImages) and lazy.test.paths[0].endswith("cars_test/00001.jpg")
     (base / "devkit" / "cars_meta.mat").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match="could not be read by torchvision"):
@@ -407,7 +407,7 @@ def test_fgvc_aircraft(tmp_path):
     assert src.class_names == variants
     assert per_class(src.train.labels) == [2, 2, 2] and per_class(src.test.labels) == [1, 1, 1]
     assert_colours(src.train, COLOURS)
-    assert isinstance(load("fgvc_aircraft", tmp_path).train, FileImages)
+    assert isinstance(load("fgvc_aircraft", tmp_path).train, MappedImages)
     with pytest.raises(DatasetError, match="images_variant_train.txt"):
         load("fgvc_aircraft", tmp_path, train_split="train")
 

@@ -19,6 +19,7 @@ from bench.datasets.base import (
     SourceData,
     TensorImages,
 )
+from bench.datasets.mapped import MappedImages
 from bench.datasets.registry import DATASETS
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "DatasetError",
     "FileImages",
     "LabelledImages",
+    "MappedImages",
     "SourceData",
     "TensorImages",
 ]

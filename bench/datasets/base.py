@@ -46,6 +46,10 @@ class TensorImages(LabelledImages):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.images[i], int(self.labels[i])
 
+    def take(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at ``index``, in that order, as one tensor."""
+        return self.images[index]
+
     def subset(self, index):
         index = torch.as_tensor(index, dtype=torch.long)
         return TensorImages(self.images[index], self.labels[index])

@@ -1,5 +1,6 @@
-"""Turn (file, label) lists into a split: decoded once into memory (cached on disk), or
-lazy :class:`FileImages`. Corrupt files raise an error naming them, or are skipped
+"""Turn (file, label) lists into a split: decoded once into memory (cached on disk),
+decoded once into a memory-mapped file (:mod:`bench.datasets.mapped`), or lazy
+:class:`FileImages`. Corrupt files raise an error naming them, or are skipped
 (``skip_corrupt``) with a logged count."""
 
 from __future__ import annotations
@@ -7,9 +8,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -17,6 +22,7 @@ from bench.atomic import atomic_torch_save
 from bench.datasets import decode
 from bench.datasets.base import DatasetError, FileImages, LabelledImages, TensorImages
 from bench.datasets.common import cache_dir
+from bench.datasets.mapped import MappedImages, open_mapped, write_npy_stream
 from bench.progress import bar
 
 log = logging.getLogger(__name__)
@@ -33,11 +39,17 @@ def file_images(
     skip_corrupt: bool,
     in_memory: bool | None,
 ) -> LabelledImages:
-    """A split from files; ``in_memory`` defaults to ``load_size <= 64``."""
+    """A split from files. ``in_memory``: True decodes it into memory, False reads the files
+    per batch; None (default) decodes small images (``load_size <= 64``) into memory and
+    larger ones once into a memory-mapped disk cache (files per batch when the cache
+    folder has no room for it)."""
     paths = [str(p) for p in paths]
-    if in_memory is None:
-        in_memory = load_size <= 64
-    if in_memory:
+    if in_memory is None and load_size > 64:
+        mapped = mapped_images(name, split, paths, labels, load_size, channels, skip_corrupt)
+        if mapped is not None:
+            return mapped
+        in_memory = False
+    if in_memory is None or in_memory:
         return decoded_images(name, split, paths, labels, load_size, channels, skip_corrupt)
     if skip_corrupt:  # lazy split: check every file now (PIL verify), once
         ok = [
@@ -70,6 +82,96 @@ def decoded_images(
         images, kept = blob["images"], blob["kept"]
     _warn_skipped(name, split, len(paths) - len(kept), len(paths))
     return TensorImages(images, torch.as_tensor(list(labels), dtype=torch.long)[kept])
+
+
+def mapped_images(
+    name: str,
+    split: str,
+    paths: list[str],
+    labels: Sequence[int],
+    load_size: int,
+    channels: int,
+    skip_corrupt: bool,
+) -> MappedImages | None:
+    """Decode every file once into ``$KA_BENCH_CACHE/decoded/<...>-<key>.npy`` (keyed by the
+    files' paths, sizes and mtimes, like the in-memory cache) and map it read-only; the
+    ``.kept.npy`` beside it lists the rows that decoded. None when the folder lacks room."""
+    key = _cache_key(name, paths, load_size, channels, skip_corrupt)
+    stem = cache_dir("decoded") / f"{name}-{split}-{load_size}px-{channels}c-{key}"
+    images_path, kept_path = Path(f"{stem}.npy"), Path(f"{stem}.kept.npy")
+    shape = (len(paths), channels, load_size, load_size)
+    kept = _read_kept(kept_path, len(paths))
+    if kept is None or open_mapped(images_path, shape) is None:
+        need = int(np.prod(shape))
+        folder = images_path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if free < need * 1.05 + 2**26:
+            log.warning(
+                "%s %s: %.1f GB decoded cache does not fit in %s (%.1f GB free): reading the "
+                "image files per batch instead",
+                name, split, need / 1e9, folder, free / 1e9,
+            )  # fmt: skip
+            return None
+        found: list[int] = []
+        rows = _decode_rows(name, split, paths, load_size, channels, skip_corrupt, found)
+        write_npy_stream(images_path, shape, rows)
+        kept = np.asarray(found, dtype=np.int64)
+        _save_npy(kept_path, kept)
+    _warn_skipped(name, split, len(paths) - len(kept), len(paths))
+    labels = torch.as_tensor(list(labels), dtype=torch.long)[torch.from_numpy(kept)]
+    return MappedImages([images_path], labels, row=kept)
+
+
+def _decode_rows(
+    name, split, paths, load_size, channels, skip_corrupt, kept: list[int], chunk: int = 256
+) -> Iterator[np.ndarray]:
+    """Every file decoded in order (threads: PIL decodes without the GIL); a file that
+    does not decode is a blank row, left out of ``kept``, or an error."""
+    blank = np.zeros((channels, load_size, load_size), dtype=np.uint8)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    progress = bar(total=len(paths), desc=f"{name} {split}: decode to cache", unit="img")
+
+    def one(path: str):
+        try:
+            return decode.decode_image(path, load_size, channels).numpy()
+        except DatasetError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max(1, min(8, cores or 1))) as pool, progress:
+        for start in range(0, len(paths), chunk):
+            for i, image in enumerate(pool.map(one, paths[start : start + chunk]), start):
+                if isinstance(image, DatasetError):
+                    if not skip_corrupt:
+                        raise DatasetError(
+                            f"{name}: {image} (skip_corrupt: true skips such files)"
+                        ) from image
+                    image = blank
+                else:
+                    kept.append(i)
+                progress.update(1)
+                yield image
+
+
+def _read_kept(path: Path, n: int) -> np.ndarray | None:
+    try:
+        kept = np.load(path)
+    except (OSError, ValueError):
+        return None
+    ok = kept.dtype == np.int64 and kept.ndim == 1
+    return kept if ok and (len(kept) == 0 or (kept.min() >= 0 and kept.max() < n)) else None
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` atomically (temp file in the same folder, then ``os.replace``)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _decode_all(name, split, paths, load_size, channels, skip_corrupt):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from bench.datasets.base import DatasetError, FileImages, LabelledImages, SourceData, TensorImages
+from bench.datasets.mapped import MappedImages
 from bench.datasets.registry import DATASETS
 
 
@@ -16,11 +17,15 @@ def concat_images(splits: list[LabelledImages], offsets: list[int]) -> LabelledI
     labels = torch.cat([s.labels + off for s, off in zip(splits, offsets)])
     if all(isinstance(s, TensorImages) for s in splits):
         return TensorImages(torch.cat([s.images for s in splits]), labels)
+    if all(isinstance(s, MappedImages) for s in splits):
+        return MappedImages.concat(splits, labels)
     if all(isinstance(s, FileImages) for s in splits):
         first = splits[0]
         paths = [p for s in splits for p in s.paths]
         return FileImages(paths, labels, first.load_size, first.channels, first.skip_corrupt)
-    raise DatasetError("merge: parts mix in-memory and file-backed images; set in_memory alike")
+    raise DatasetError(
+        "merge: parts mix in-memory, memory-mapped and file-backed images; set in_memory alike"
+    )
 
 
 @DATASETS.register("merge")
