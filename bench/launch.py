@@ -183,4 +183,4 @@ def run_ray(runs, options: ExecOptions, slots: Slots):
     if not 0 < slots.gpus_per_run <= 1:
         raise ValueError(f"gpus_per_run: must be in (0, 1], got {slots.gpus_per_run}")
     warm_teachers(runs, options)
-    yield from run_on_ray(runs, options, slots.gpus_per_run)
+    yield from run_on_ray(runs, options, execute_safely, slots.gpus_per_run)

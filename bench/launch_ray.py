@@ -24,16 +24,16 @@ def import_ray():
     return ray
 
 
-def run_on_ray(pending, options, gpus_per_run: float = 1.0) -> Iterator:
-    """Yield ``(run, record)`` as Ray tasks finish (see the module docstring)."""
-    from bench.launch import execute_safely
-
+def run_on_ray(pending, options, execute, gpus_per_run: float = 1.0) -> Iterator:
+    """Yield ``(run, record)`` as Ray tasks finish (see the module docstring); ``execute``
+    (``bench.launch.execute_safely``, handed in so this module needs nothing above it)
+    runs one run by keyword ``options``."""
     ray = import_ray()
     if not ray.is_initialized():
         ray.init(address="auto" if os.environ.get("RAY_ADDRESS") else None, include_dashboard=False)
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     gpus = gpus_per_run if has_gpus and options.device != "cpu" else 0
-    task = ray.remote(num_gpus=gpus)(execute_safely)
+    task = ray.remote(num_gpus=gpus)(execute)
     worker_options = dataclasses.replace(options, progress=False)
     refs = {task.remote(r, options=worker_options): r for r in pending}
     while refs:

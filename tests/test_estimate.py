@@ -37,7 +37,7 @@ def test_quick_suite_estimate_skips_finished_runs_and_cached_teachers(tmp_path):
     teachers = [c for c in est.items if c.what == "teacher"]
     by_key = {c.key: c for c in est.items if c.what == "run"}
     assert [c.label for c in teachers] == ["digits T2 small_cnn"]
-    assert len(by_key) == 17 and done.key not in by_key  # 9 rows (2 teacher rows) x 2 - 1
+    assert len(by_key) == 19 and done.key not in by_key  # 10 rows (2 teacher rows) x 2 - 1
     # digits: 1797 images, 20% test, 10% of the rest validation -> 1293 train (20 batches of
     # 64), 646 in the second teacher's task (10 batches); quick.yaml: 4 and 15 epochs
     assert teachers[0].steps == 15 * 10

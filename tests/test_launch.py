@@ -18,7 +18,7 @@ import torch
 from bench import launch as launch_mod
 from bench.cli import main
 from bench.config import SpeedConfig, validate_suite
-from bench.launch import LAUNCHERS, ExecOptions, Slots, launch
+from bench.launch import LAUNCHERS, ExecOptions, Slots, execute_safely, launch
 from bench.launch_ray import run_on_ray
 from bench.placement import CUDA_ENV, gpu_for_worker, init_worker, visible_gpus
 from bench.plan import expand
@@ -151,7 +151,7 @@ def test_ray_tasks_get_every_exec_option(
     options = ExecOptions(
         tmp_path, device, 3, tracking=target, checkpoint_every=4, speed=speed, with_test=False
     )
-    out = list(run_on_ray(runs, options, gpus_per_run=0.25))
+    out = list(run_on_ray(runs, options, execute_safely, gpus_per_run=0.25))
 
     assert [r.key for r, _ in out] == [r.key for r in runs]
     assert all(rec["status"] == "finished" and rec["placement"]["pid"] for _, rec in out)
@@ -170,7 +170,7 @@ def test_ray_gpus_per_run_out_of_range_and_ray_missing(tmp_path, monkeypatch):
         list(launch("ray", runs, ExecOptions(tmp_path, "cpu"), Slots(1, 1.5)))
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(Exception, match="ray is not installed"):
-        list(run_on_ray(runs, ExecOptions(tmp_path, "cpu")))
+        list(run_on_ray(runs, ExecOptions(tmp_path, "cpu"), execute_safely))
 
 
 def test_gpus_per_run_is_checked_in_the_suite_and_on_the_command_line(tmp_path, capsys):
