@@ -72,6 +72,13 @@ def _add_table(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="write to this file (atomically)")
     p.add_argument("--per-task", action="store_true", help="T1..TN and Merge columns (Table 5)")
     p.add_argument(
+        "--suite",
+        type=Path,
+        default=None,
+        help="the suite file: leave out runs its current plan supersedes (a row whose "
+        "params or recipe changed since they ran)",
+    )
+    p.add_argument(
         "--reference",
         choices=["paper", "paper:2", "paper:5"],
         default=None,
@@ -251,8 +258,16 @@ def cmd_table(args) -> int:
         elif args.source is None:
             raise BenchError("table: give a suite results dir (results/<suite>) or --mlflow NAME")
         else:
+            planned = None
+            if args.suite is not None:
+                from bench.config import load_suite
+                from bench.plan import expand
+
+                runs = expand(load_suite(args.suite))
+                planned = {(r.meta.row, r.meta.column, r.meta.seed): r.key for r in runs}
             text = report.render_table(
                 args.source,
+                planned=planned,
                 fmt=args.format,
                 out=args.out,
                 per_task=args.per_task,

@@ -5,8 +5,10 @@
 * ``eff_rank`` -- effective rank of that batch's feature matrix, ``exp(H(p))`` with
   ``p = sigma / sum(sigma)`` over its singular values (Roy & Vetterli 2007; RankMe, Garrido
   et al. 2023). 1: one direction left; at most ``min(batch, channels)``.
-* :func:`falls_in_a_row` -- the longest run of epochs whose validation accuracy fell; a run
-  with ``COLLAPSE_FALLS`` or more is flagged as collapsing in the tables.
+* :func:`longest_fall` -- the longest run of epochs whose validation accuracy fell, and by how
+  much; a run with ``COLLAPSE_FALLS`` or more falls in a row that lost at least
+  ``COLLAPSE_DROP`` (a fraction: 5 points) over them is flagged as collapsing in the tables
+  (noise-sized dips of a converged run are not).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 PROBE_SIZE = 256  # images of the fixed validation batch
-COLLAPSE_FALLS = 3  # epochs in a row with falling val accuracy that flag a run
+COLLAPSE_FALLS = 3  # epochs in a row with falling val accuracy that flag a run ...
+COLLAPSE_DROP = 0.05  # ... when they lost at least this much val accuracy in all
 
 
 def mean_pairwise_cosine(feats: torch.Tensor) -> float:
@@ -44,15 +47,31 @@ def effective_rank(feats: torch.Tensor) -> float:
 
 def falls_in_a_row(values: Sequence[float | None]) -> int:
     """The longest streak of consecutive decreases in ``values`` (None entries skipped)."""
-    best = streak = 0
-    prev = None
+    return longest_fall(values)[0]
+
+
+def longest_fall(values: Sequence[float | None]) -> tuple[int, float]:
+    """The longest streak of consecutive decreases in ``values`` (None entries skipped) and
+    the total drop over it (the largest, among streaks of that length)."""
+    best, best_drop = 0, 0.0
+    streak, start, prev = 0, None, None
     for v in values:
         if v is None:
             continue
-        streak = streak + 1 if prev is not None and v < prev else 0
-        best = max(best, streak)
+        if prev is not None and v < prev:
+            streak, start = streak + 1, start if streak else prev
+            drop = start - v
+            if (streak, drop) > (best, best_drop):
+                best, best_drop = streak, drop
+        else:
+            streak = 0
         prev = v
-    return best
+    return best, best_drop
+
+
+def is_collapsing(falls: float | None, drop: float | None) -> bool:
+    """The table's flag: ``COLLAPSE_FALLS``+ falls in a row losing ``COLLAPSE_DROP``+."""
+    return (falls or 0) >= COLLAPSE_FALLS and (drop or 0) >= COLLAPSE_DROP
 
 
 @torch.no_grad()

@@ -25,11 +25,17 @@ import pandas as pd
 
 from bench import stats
 from bench.atomic import atomic_write_text
-from bench.health import COLLAPSE_FALLS
+from bench.health import COLLAPSE_DROP, COLLAPSE_FALLS, is_collapsing
 
 DEFAULT_REFERENCE_METHODS = ("supervised", "teacher")
 ID_COLUMNS = ["run_key", "suite", "row", "row_order", "column", "column_order", "seed", "method"]
-SCALAR_METRICS = ["test_acc", "val_acc", "test_acc_at_best_val", "val_falls"]
+SCALAR_METRICS = [
+    "test_acc",
+    "val_acc",
+    "test_acc_at_best_val",
+    "val_falls",
+    "val_fall_drop",
+]
 TASK_PREFIX = "task:"
 MERGE = "Merge"
 AVG = "Avg."
@@ -566,10 +572,12 @@ def build_table(
 
 def _collapse_notes(df: pd.DataFrame) -> list[str]:
     """A footnote naming the cells with runs whose validation accuracy fell for
-    ``COLLAPSE_FALLS`` or more epochs in a row (``val_falls``, bench.health)."""
-    if "val_falls" not in df:
+    ``COLLAPSE_FALLS`` or more epochs in a row, by ``COLLAPSE_DROP`` or more in all
+    (``val_falls``, ``val_fall_drop``; bench.health)."""
+    if "val_falls" not in df or "val_fall_drop" not in df:
         return []
-    bad = df[df["val_falls"] >= COLLAPSE_FALLS]
+    flags = [is_collapsing(f, d) for f, d in zip(df["val_falls"], df["val_fall_drop"])]
+    bad = df[pd.Series(flags, index=df.index, dtype=bool)]
     if bad.empty:
         return []
     cells = []
@@ -577,9 +585,8 @@ def _collapse_notes(df: pd.DataFrame) -> list[str]:
         seeds = ", ".join(str(s) for s in sorted(g["seed"]))
         cells.append(f"{row} / {column} (seed{'s' if len(g) > 1 else ''} {seeds})")
     return [
-        f"Possible collapse: validation accuracy fell {COLLAPSE_FALLS}+ epochs in a row in "
-        + "; ".join(cells)
-        + "."
+        f"Possible collapse: validation accuracy fell {COLLAPSE_FALLS}+ epochs in a row, by "
+        f"{COLLAPSE_DROP * 100:g}+ points, in " + "; ".join(cells) + "."
     ]
 
 
@@ -785,9 +792,13 @@ def render_table(
     label: str | None = None,
     metric: str = "test_acc",
     exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
+    planned: dict[tuple[str, str, int], str] | None = None,
 ) -> str:
-    """The table of ``suite_dir`` as ``fmt`` (markdown | latex | csv); also written to ``out``."""
+    """The table of ``suite_dir`` as ``fmt`` (markdown | latex | csv); also written to ``out``.
+    ``planned``: leave out runs a current plan supersedes (:func:`drop_superseded`)."""
     records = read_records(suite_dir)
+    if planned is not None:
+        records = drop_superseded(records, planned)
     df = results_frame(records)
     failures = failures_frame(records)
     if df.empty:
@@ -837,14 +848,35 @@ def render_frame(
     return text
 
 
-def write_suite_tables(suite_dir: Path | str, **options: Any) -> dict[str, Path]:
+def drop_superseded(
+    records: list[dict[str, Any]], planned: dict[tuple[str, str, int], str]
+) -> list[dict[str, Any]]:
+    """``records`` without those a current plan supersedes: a record whose (row, column,
+    seed) the plan now runs under another run key (the row's method, params or recipe
+    changed, e.g. a new default reading) would otherwise be averaged with the new one.
+    Cells the plan does not name (seeds left out by ``--seeds``) are kept."""
+    return [
+        r
+        for r in records
+        if planned.get((r["row"], r["column"], r["seed"]), r["run_key"]) == r["run_key"]
+    ]
+
+
+def write_suite_tables(
+    suite_dir: Path | str,
+    planned: dict[tuple[str, str, int], str] | None = None,
+    **options: Any,
+) -> dict[str, Path]:
     """Write ``table.{md,tex,csv}`` (+ ``table_tasks.*`` when per-task accuracies exist)
-    and ``plots/*.png`` into ``suite_dir``; returns {name: path}. ``options`` go to
+    and ``plots/*.png`` into ``suite_dir``; returns {name: path}. ``planned``: the current
+    plan's run key per (row, column, seed) (:func:`drop_superseded`). ``options`` go to
     ``build_table`` (metric, exclude, test, alpha, reference)."""
     from bench import plots
 
     suite_dir = Path(suite_dir)
     records = read_records(suite_dir)
+    if planned is not None:
+        records = drop_superseded(records, planned)
     df, failures = results_frame(records), failures_frame(records)
     n_failed = len(failures)
     written: dict[str, Path] = {}

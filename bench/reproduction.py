@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.health import COLLAPSE_FALLS
+from bench.health import COLLAPSE_DROP, COLLAPSE_FALLS, is_collapsing
 from bench.report import paper_reference, read_records
 from methods.readings import PRESETS, READING_OPTIONS, STUDY_HISTORY, flat_terms
 
@@ -65,7 +65,7 @@ def collect_rows(records: Iterable[dict[str, Any]]) -> dict[str, Row]:
             row.val[seed] = 100 * float(m["val_acc"])
         if m.get("test_acc") is not None:
             row.test[seed] = 100 * float(m["test_acc"])
-        if (m.get("val_falls") or 0) >= COLLAPSE_FALLS:
+        if is_collapsing(m.get("val_falls"), m.get("val_fall_drop")):
             row.collapsed += 1
         last = (rec.get("history") or [{}])[-1]
         if last.get("feat_cos") is not None:
@@ -304,7 +304,8 @@ def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
         "",
         "feat cos / eff. rank: the student's mean pairwise cosine of pooled features and the "
         "effective rank of a fixed validation batch at the last epoch (`bench/health.py`); "
-        f"collapsing runs: validation accuracy fell {COLLAPSE_FALLS}+ epochs in a row. The "
+        f"collapsing runs: validation accuracy fell {COLLAPSE_FALLS}+ epochs in a row, by "
+        f"{COLLAPSE_DROP * 100:g}+ points. The "
         "paper's column is its Table 2 (fine-grained datasets, ImageNet-pretrained ResNets, "
         "100 epochs): a different setting, shown for the ordering it claims, not the level.",
         "",

@@ -14,7 +14,7 @@ from bench.checkpoint import Checkpoint
 from bench.config import SpeedConfig
 from bench.data import prepare
 from bench.evaluate import evaluate
-from bench.health import falls_in_a_row
+from bench.health import longest_fall
 from bench.models import build_model
 from bench.plan import PlannedRun
 from bench.pretrain import class_overlap, get_backbone, load_backbone
@@ -147,7 +147,8 @@ def execute(
             metrics["val_acc"] = fitted.history[-1].get("val_acc")
             metrics["best_val_acc"] = fitted.best_val_acc
             metrics["best_val_epoch"] = fitted.best_val_epoch
-            metrics["val_falls"] = falls_in_a_row([h.get("val_acc") for h in fitted.history])
+            falls = longest_fall([h.get("val_acc") for h in fitted.history])
+            metrics["val_falls"], metrics["val_fall_drop"] = falls
             if data.test is not None:
                 method.load_state_dict(fitted.best_state)
                 best = evaluate(method.predict, data.test, data.views, data.layout, device)

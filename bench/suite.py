@@ -215,7 +215,8 @@ def run_suite(
         from bench.report import write_suite_tables
 
         if any(store.is_finished(r.key) for r in runs):
-            written = write_suite_tables(store.suite_dir)
+            planned = {(r.meta.row, r.meta.column, r.meta.seed): r.key for r in runs}
+            written = write_suite_tables(store.suite_dir, planned)
             if isinstance(written, dict):
                 outcome.tables = [Path(p) for p in written.values()]
             table_md = store.suite_dir / "table.md"

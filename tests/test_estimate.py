@@ -54,7 +54,7 @@ def test_quick_suite_estimate_skips_finished_runs_and_cached_teachers(tmp_path):
             seeds.setdefault(run.meta.row, set()).add(round(by_key[run.key].seconds, 12))
     assert all(len(v) == 1 for v in seeds.values())
     assert est.probes == 9  # 8 methods + one teacher recipe
-    assert est.total_steps == sum(c.steps for c in est.items) == 150 + 11 * 80
+    assert est.total_steps == sum(c.steps for c in est.items) == 150 + 13 * 80
     assert math.isclose(est.total_seconds, sum(c.seconds for c in est.items))
     text = est.describe()
     assert "CPU-h" in text and f"{est.total_seconds / 3600:.4f} CPU-h" in text

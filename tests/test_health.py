@@ -12,7 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from bench.config import validate_suite
-from bench.health import effective_rank, falls_in_a_row, mean_pairwise_cosine
+from bench.health import (
+    effective_rank,
+    falls_in_a_row,
+    is_collapsing,
+    longest_fall,
+    mean_pairwise_cosine,
+)
 from bench.models import build_model
 from bench.suite import run_suite
 from methods import METHODS, Method, register
@@ -43,6 +49,18 @@ def test_falls_in_a_row():
     assert falls_in_a_row([0.1, 0.2, 0.2, 0.3]) == 0  # equal is not a fall
     assert falls_in_a_row([0.9, None, 0.8, 0.7]) == 2
     assert falls_in_a_row([]) == 0
+
+
+def test_longest_fall_and_the_collapse_rule():
+    n, drop = longest_fall([0.5, 0.4, 0.3, 0.35, 0.2])
+    assert n == 2 and drop == pytest.approx(0.2)  # 0.5 -> 0.3
+    n, drop = longest_fall([0.2, 0.9, 0.85, 0.6, 0.59, 0.7, 0.69, 0.68, 0.67])
+    assert n == 3 and drop == pytest.approx(0.31)  # 0.9 -> 0.59 beats 0.7 -> 0.67
+    assert longest_fall([0.9, None, 0.8]) == (1, pytest.approx(0.1))
+    # a converged run dipping by noise (the CIFAR-10 CPU suite: 52.7 -> 50.0) is not flagged
+    assert not is_collapsing(*longest_fall([0.38, 0.487, 0.507, 0.48, 0.527, 0.52, 0.513, 0.5]))
+    assert is_collapsing(*longest_fall([0.43, 0.40, 0.30, 0.17]))
+    assert not is_collapsing(None, None)
 
 
 class CollapseToy(Method):
@@ -93,6 +111,7 @@ def test_collapse_flag_fires_on_a_collapsing_run_only(tmp_path: Path, collapse_t
     }
     toy, kd = records["collapse_toy"], records["vanilla_kd"]
     assert toy["metrics"]["val_falls"] >= 3, [h["val_acc"] for h in toy["history"]]
+    assert toy["metrics"]["val_fall_drop"] >= 0.05
     assert kd["metrics"]["val_falls"] < 3, [h["val_acc"] for h in kd["history"]]
     # health figures every epoch, within their ranges (at most one direction per channel)
     channels = build_model("small_cnn", 10, in_channels=1, image_size=8, width=8).feature_channels

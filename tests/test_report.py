@@ -433,3 +433,17 @@ def test_load_results_mlflow(tmp_path: Path):
     assert cell(s, "CKA", "digits", "Merge")[0] == pytest.approx(91.0)
     with pytest.raises(ValueError, match="no MLflow experiment"):
         report.load_results_mlflow("missing", uri)
+
+
+def test_superseded_runs_leave_the_table():
+    """A row whose params changed (a new default reading) runs under a new key: the old
+    record of that cell must not be averaged with the new one; other seeds stay."""
+    from bench.report import drop_superseded
+
+    def rec(key, row, seed):
+        return {"run_key": key, "row": row, "column": "digits", "seed": seed}
+
+    records = [rec("old0", "CKA", 0), rec("new0", "CKA", 0), rec("old1", "CKA", 1)]
+    planned = {("CKA", "digits", 0): "new0"}  # e.g. --seeds 0 with the new default
+    kept = [r["run_key"] for r in drop_superseded(records, planned)]
+    assert kept == ["new0", "old1"]

@@ -34,7 +34,12 @@ def _write(runs: Path, row: str, order: int, method: str, params: dict, val, tes
             "column_order": 0,
             "seed": seed,
             "spec": {"params": params},
-            "metrics": {"val_acc": v, "test_acc": t, "val_falls": falls},
+            "metrics": {
+                "val_acc": v,
+                "test_acc": t,
+                "val_falls": falls,
+                "val_fall_drop": 0.2 if falls else 0.0,
+            },
             "history": [{"epoch": 1, "val_acc": v, "feat_cos": 0.5, "eff_rank": 4.0}],
         }
         (runs / key).mkdir(parents=True)
