@@ -79,7 +79,15 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
-FINAL_SCALARS = ("test_acc", "val_acc", "best_val_acc", "best_val_epoch", "test_acc_at_best_val")
+FINAL_SCALARS = (
+    "test_acc",
+    "val_acc",
+    "best_val_acc",
+    "best_val_epoch",
+    "test_acc_at_best_val",
+    "val_falls",  # bench.health: the longest streak of falling val accuracy
+    "val_fall_drop",
+)
 MAX_PARAM_VALUE = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 MAX_TAG_VALUE = 8000
 BATCH = 100  # params / tags per log_batch call
@@ -760,8 +768,9 @@ def rebuild_record(mlflow_client, run, mlrun) -> dict[str, Any]:
 
     data = mlrun.data
     metrics: dict[str, Any] = {k: data.metrics[k] for k in FINAL_SCALARS if k in data.metrics}
-    if "best_val_epoch" in metrics:
-        metrics["best_val_epoch"] = int(metrics["best_val_epoch"])
+    for count in ("best_val_epoch", "val_falls"):
+        if count in metrics:
+            metrics[count] = int(metrics[count])
     metrics["task_acc"] = {
         k.split("/", 1)[1]: v for k, v in sorted(data.metrics.items()) if k.startswith("task_acc/")
     }
