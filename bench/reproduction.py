@@ -254,6 +254,10 @@ def _combinations(rows: dict[str, Row]) -> list[str]:
         "| --- | --- | --- | --- | --- |",
         *out,
         "",
+        "`rec_target` matters only where `lambda_rec` > 0: compare a row here that turns "
+        "`L_rec` on with another target against the `lambda_rec` row of the option table, "
+        "which keeps the preset's target.",
+        "",
     ]
 
 
