@@ -261,10 +261,9 @@ def cmd_table(args) -> int:
             planned = None
             if args.suite is not None:
                 from bench.config import load_suite
-                from bench.plan import expand
+                from bench.plan import expand, planned_cells
 
-                runs = expand(load_suite(args.suite))
-                planned = {(r.meta.row, r.meta.column, r.meta.seed): r.key for r in runs}
+                planned = planned_cells(expand(load_suite(args.suite)))
             text = report.render_table(
                 args.source,
                 planned=planned,

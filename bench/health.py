@@ -45,11 +45,6 @@ def effective_rank(feats: torch.Tensor) -> float:
     return torch.exp(-(p * p.log()).sum()).item()
 
 
-def falls_in_a_row(values: Sequence[float | None]) -> int:
-    """The longest streak of consecutive decreases in ``values`` (None entries skipped)."""
-    return longest_fall(values)[0]
-
-
 def longest_fall(values: Sequence[float | None]) -> tuple[int, float]:
     """The longest streak of consecutive decreases in ``values`` (None entries skipped) and
     the total drop over it (the largest, among streaks of that length)."""

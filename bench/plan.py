@@ -329,3 +329,9 @@ def expand(suite: SuiteConfig, seeds: list[int] | None = None) -> list[PlannedRu
         rows_dup = sorted({r.meta.row for r in runs if r.key == dup})
         raise ConfigError(f"methods: rows {rows_dup} describe the same run; remove one")
     return runs
+
+
+def planned_cells(runs: list[PlannedRun]) -> dict[tuple[str, str, int], str]:
+    """The run key of every (row, column, seed) cell of a plan: what the tables keep when
+    a row's params changed since older runs (``bench.report.drop_superseded``)."""
+    return {(r.meta.row, r.meta.column, r.meta.seed): r.key for r in runs}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.atomic import atomic_write_text
 from bench.health import COLLAPSE_DROP, COLLAPSE_FALLS, is_collapsing
 from bench.report import paper_reference, read_records
 from methods.readings import PRESETS, READING_OPTIONS, STUDY_HISTORY, flat_terms
@@ -278,9 +279,7 @@ def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
     default_lines, picks = _option_table(rows, "default")
     literal_lines, _ = _option_table(rows, "paper-literal")
     disagree = {k: v for k, v in picks.items() if v != _fmt(PRESETS["default"][k])}
-    kd = _base_row(rows, "vanilla_kd", "default") or next(
-        (r for r in rows.values() if r.method == "vanilla_kd"), None
-    )
+    kd = next((r for r in rows.values() if r.method == "vanilla_kd"), None)
     cka = _base_row(rows, "cka", "default")
     lit = _base_row(rows, "cka", "paper-literal")
     paper = _paper_average()
@@ -390,6 +389,4 @@ def plan_keys(suite_file: Path | str) -> set[str]:
 
 def write(suite_dir: Path | str, out: Path | str, keys: set[str] | None = None) -> Path:
     """Render and write atomically."""
-    from bench.report import atomic_write_text
-
     return atomic_write_text(Path(out), render(suite_dir, keys))

