@@ -26,6 +26,7 @@ from bench.config import ModelConfig, SuiteConfig, format_validation_error
 from bench.datasets import DATASETS, DatasetError
 from bench.errors import ConfigError
 from bench.models import MODELS
+from bench.plan import grid_points, resolve_entry
 
 # model factory arguments the harness sets itself (never from ``params:``)
 HARNESS_MODEL_ARGS = ("num_classes", "in_channels", "image_size")
@@ -120,13 +121,11 @@ def check_model(model: ModelConfig, where: str) -> None:
 
 def _student_configs(suite: SuiteConfig) -> Iterable[tuple[ModelConfig, str]]:
     """Every student model of the suite (grid points included) and its dotted key."""
-    from bench.plan import _grid_points, _resolve_entry
-
     yield suite.student, "student"
     for i, entry in enumerate(suite.methods):
         where = f"methods.{i}"
-        for point in _grid_points(entry, where):
-            _, student, _ = _resolve_entry(entry, point, suite, where)
+        for point in grid_points(entry, where):
+            _, student, _ = resolve_entry(entry, point, suite, where)
             if student != suite.student:
                 yield student, f"{where}.student" if entry.student else f"{where}.grid"
 
