@@ -37,7 +37,7 @@ def params_model(factory: Callable[..., Any], skip: tuple[str, ...] = ()) -> typ
     """A strict pydantic model of ``factory``'s keyword parameters (less ``skip``):
     unknown keys are refused unless it takes ``**kwargs``; unannotated ones are Any."""
     try:
-        hints = typing.get_type_hints(factory)
+        hints = typing.get_type_hints(factory, include_extras=True)
     except Exception:  # noqa: BLE001 - an unresolvable annotation: accept any value
         hints = {}
     fields: dict[str, Any] = {}
@@ -199,6 +199,12 @@ def check_suite(
     ``results_root``: also check it is writable; ``tracking_uri``: also probe the store."""
     for i, ds in enumerate(suite.datasets):
         check_dataset(ds.name, ds.root, ds.params, f"datasets.{i}")
+    for name, stage in suite.pretrain.items():
+        source = stage.dataset
+        check_dataset(source.name, source.root, source.params, f"pretrain.{name}.dataset")
+        check_params(
+            MODELS.get(stage.arch), stage.params, f"pretrain.{name}.params", HARNESS_MODEL_ARGS
+        )
     check_models(suite)
     if results_root is not None:
         check_writable(results_root)
