@@ -25,6 +25,7 @@ import torch
 from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
 from bench.config import SpeedConfig
 from bench.data import prepare
+from bench.launch_ray import run_on_ray
 from bench.placement import init_worker, placement, visible_gpus
 from bench.plan import PlannedRun
 from bench.runner import execute, failure_record
@@ -182,8 +183,6 @@ def run_processes(runs, options: ExecOptions, slots: Slots):
 
 @launcher("ray")
 def run_ray(runs, options: ExecOptions, slots: Slots):
-    from bench.launch_ray import run_on_ray
-
     if not 0 < slots.gpus_per_run <= 1:
         raise ValueError(f"gpus_per_run: must be in (0, 1], got {slots.gpus_per_run}")
     warm_teachers(runs, options)
