@@ -176,11 +176,6 @@ def cmd_run(args) -> int:
     from bench.errors import ConfigError
     from bench.plan import expand
     from bench.preflight import check_suite
-    from bench.progress import enabled as progress_enabled
-    from bench.progress import set_enabled as set_progress
-    from bench.runtime import configure_threads
-    from bench.store import RunStore
-    from bench.suite import describe_plan, run_suite
 
     suite = load_suite(args.suite, args.overrides)
     results = args.results.resolve()
@@ -193,17 +188,26 @@ def cmd_run(args) -> int:
         raise BenchError(f"--workers: must be at least 1, got {args.workers}")
     if args.gpus_per_run is not None and not 0 < args.gpus_per_run <= 1:
         raise BenchError(f"--gpus-per-run: must be in (0, 1], got {args.gpus_per_run}")
-    if args.dry_run:
+    if args.dry_run:  # the plan's modules only: no model is built, nothing trained
+        from bench.dryrun import describe_plan
+        from bench.store import RunStore
+
         runs = expand(suite, args.seeds)
         print(f"suite {suite.name}: {args.suite} -> {results / suite.name}")
         print(describe_plan(runs, RunStore(results / suite.name), results))
     if args.estimate:
         from bench.estimate import estimate_suite
+        from bench.runtime import configure_threads
 
         configure_threads()
         print(estimate_suite(suite, results, args.device, args.seeds).describe())
     if args.dry_run:
         return 0
+    from bench.progress import enabled as progress_enabled
+    from bench.progress import set_enabled as set_progress
+    from bench.runtime import configure_threads
+    from bench.suite import run_suite
+
     configure_threads()
     set_progress(not args.no_progress)
     outcome = run_suite(

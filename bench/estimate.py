@@ -32,10 +32,10 @@ from bench.data import PreparedData, prepare
 from bench.datasets import LabelledImages
 from bench.evaluate import evaluate
 from bench.models import build_model
-from bench.plan import PlannedRun, RunSpec, expand
+from bench.plan import PlannedRun, expand
 from bench.runtime import resolve_device, seed_everything
+from bench.specs import RunSpec, TeacherSpec
 from bench.store import RunStore
-from bench.teachers import TeacherSpec
 from bench.train import fit
 from methods import METHODS, MethodContext
 

@@ -24,11 +24,14 @@ import torch
 
 from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
 from bench.config import SpeedConfig
+from bench.data import prepare
+from bench.launch_ray import run_on_ray
 from bench.placement import init_worker, placement, visible_gpus
 from bench.plan import PlannedRun
 from bench.runner import execute, failure_record
 from bench.runtime import resolve_device
 from bench.store import RunStore
+from bench.teachers import get_teacher
 from bench.tracking import RunTracker, TrackingTarget
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,11 @@ class ExecOptions:
     checkpoint_every: int = 0
     speed: SpeedConfig | None = None
     with_test: bool = True
+
+    def torch_device(self):
+        """``device`` resolved in the process that executes (``auto`` on a Ray worker
+        with a GPU is CUDA even when the driver has none)."""
+        return resolve_device(self.device)
 
 
 @dataclass(frozen=True)
@@ -91,15 +99,15 @@ def execute_safely(run: PlannedRun, options: ExecOptions) -> Record:
     checkpoint."""
     tracker = None
     try:
-        device = resolve_device(options.device)
+        device = options.torch_device()
         if options.tracking is not None:
             tracker = RunTracker.start(options.tracking, run, str(device))
         run_dir = RunStore(Path(options.results_root) / run.meta.suite).run_dir(run.key)
         rec = execute(
             run,
-            options.results_root,
-            device,
-            options.num_workers,
+            results_root=options.results_root,
+            device=device,
+            num_workers=options.num_workers,
             callbacks=[tracker.on_epoch] if tracker else [],
             progress=options.progress,
             with_test=options.with_test,
@@ -120,10 +128,7 @@ def execute_safely(run: PlannedRun, options: ExecOptions) -> Record:
 
 def warm_teachers(runs: list[PlannedRun], options: ExecOptions) -> None:
     """Train every teacher the runs need, once, before runs fan out in parallel."""
-    from bench.data import prepare
-    from bench.teachers import get_teacher
-
-    device = resolve_device(options.device)
+    device = options.torch_device()
     seen: set[str] = set()
     for run in runs:
         data = prepare(run.spec.dataset_config(), with_test=options.with_test)
@@ -135,9 +140,9 @@ def warm_teachers(runs: list[PlannedRun], options: ExecOptions) -> None:
                     data,
                     Path(options.results_root) / "teachers",
                     device,
-                    options.num_workers,
-                    options.progress,
-                    options.speed,
+                    num_workers=options.num_workers,
+                    progress=options.progress,
+                    speed=options.speed,
                 )
 
 
@@ -178,8 +183,6 @@ def run_processes(runs, options: ExecOptions, slots: Slots):
 
 @launcher("ray")
 def run_ray(runs, options: ExecOptions, slots: Slots):
-    from bench.launch_ray import run_on_ray
-
     if not 0 < slots.gpus_per_run <= 1:
         raise ValueError(f"gpus_per_run: must be in (0, 1], got {slots.gpus_per_run}")
     warm_teachers(runs, options)

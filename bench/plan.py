@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from bench.config import (
     DatasetConfig,
@@ -20,60 +20,14 @@ from bench.config import (
     ModelConfig,
     OptimConfig,
     SuiteConfig,
-    TeacherConfig,
     format_validation_error,
     read_yaml,
 )
 from bench.datasets import DATASETS
 from bench.errors import ConfigError
-from bench.keys import content_key
 from bench.models import MODELS
-from bench.pretrain import PretrainSpec, key_dump
-from bench.teachers import TeacherSpec
+from bench.specs import PretrainSpec, RunSpec, dataset_identity
 from methods import METHODS
-
-
-class RunSpec(BaseModel):
-    """Everything that changes a run's result, and nothing else (design.md)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    dataset: dict[str, Any]
-    teachers: TeacherConfig
-    student: ModelConfig | None  # None for methods that train nothing (teacher rows, ensemble)
-    method: str
-    params: dict[str, Any]
-    optim: OptimConfig | None
-    seed: int
-    pretrain: PretrainSpec | None = None  # backbone init of teachers and student
-
-    @property
-    def key(self) -> str:
-        return content_key(key_dump(self))
-
-    def dataset_config(self) -> DatasetConfig:
-        return DatasetConfig.model_validate(self.dataset)
-
-    def teacher_specs(self, num_tasks: int) -> list[TeacherSpec]:
-        t = self.teachers
-        archs = t.arch if isinstance(t.arch, list) else [t.arch] * num_tasks
-        inits = t.pretrained if isinstance(t.pretrained, list) else [t.pretrained] * num_tasks
-        if len(archs) != num_tasks or len(inits) != num_tasks:
-            raise ConfigError(
-                f"teachers: {len(archs)} architectures / {len(inits)} inits for {num_tasks} tasks"
-            )
-        return [
-            TeacherSpec(
-                dataset=self.dataset,
-                task=i,
-                arch=archs[i],
-                pretrained=inits[i],
-                params=t.params,
-                optim=t.optim,
-                seed=t.seed,
-                pretrain=self.pretrain,
-            )
-            for i in range(num_tasks)
-        ]
 
 
 @dataclass(frozen=True)
@@ -99,14 +53,16 @@ class PlannedRun:
         return self.spec.key
 
 
-def dataset_identity(ds: DatasetConfig) -> dict[str, Any]:
-    """The dataset part of a key: all but the display id and the init (``pretrain``, whose
-    stage enters the key as :attr:`RunSpec.pretrain`)."""
-    return ds.model_dump(mode="json", exclude={"id", "pretrain"})
+def counts_tasks(ds: DatasetConfig) -> bool:
+    """Whether :func:`num_tasks` answers without loading the data: always, except for
+    ``tasks: natural`` with a loader that has no ``natural_tasks`` counter."""
+    return ds.tasks != "natural" or hasattr(DATASETS.get(ds.name), "natural_tasks")
 
 
 def num_tasks(ds: DatasetConfig) -> int:
-    """Teacher tasks of a dataset; ``natural`` asks the loader (it has to load)."""
+    """Teacher tasks of a dataset. ``natural`` asks the loader's ``natural_tasks`` counter;
+    a loader without one has to load its data (the one lazy import of the data stack
+    here: planning never needs it otherwise, :func:`counts_tasks`)."""
     if ds.tasks == "halves":
         return 2
     if ds.tasks == "natural":
@@ -196,7 +152,7 @@ def _unknown(registry, name: str) -> str:
     return f"unknown {registry.kind} {name!r} (known: {', '.join(registry.names())})"
 
 
-def _grid_points(entry: MethodConfig, where: str) -> list[dict[str, Any]]:
+def grid_points(entry: MethodConfig, where: str) -> list[dict[str, Any]]:
     keys = list(entry.grid)
     for key in keys:
         if key in entry.params:
@@ -241,7 +197,7 @@ def _params_from(entry: MethodConfig, where: str) -> dict[str, Any]:
     return params
 
 
-def _resolve_entry(
+def resolve_entry(
     entry: MethodConfig, point: dict[str, Any], suite: SuiteConfig, where: str
 ) -> tuple[dict[str, Any], ModelConfig, OptimConfig]:
     """Method params (validated, defaults filled), student and optim for one grid point."""
@@ -282,8 +238,8 @@ def expand(suite: SuiteConfig, seeds: list[int] | None = None) -> list[PlannedRu
         for mi, entry in enumerate(suite.methods):
             where = f"methods.{mi}"
             cls = METHODS.get(entry.name)
-            for point in _grid_points(entry, where):
-                params, student, optim = _resolve_entry(entry, point, suite, where)
+            for point in grid_points(entry, where):
+                params, student, optim = resolve_entry(entry, point, suite, where)
                 variants = [(params, _row_label(entry, cls, point))]
                 if entry.name == "teacher" and "index" not in entry.params:
                     n_tasks = n_tasks if n_tasks is not None else num_tasks(ds)

@@ -26,6 +26,7 @@ from bench.config import ModelConfig, SuiteConfig, format_validation_error
 from bench.datasets import DATASETS, DatasetError
 from bench.errors import ConfigError
 from bench.models import MODELS
+from bench.plan import grid_points, resolve_entry
 
 # model factory arguments the harness sets itself (never from ``params:``)
 HARNESS_MODEL_ARGS = ("num_classes", "in_channels", "image_size")
@@ -36,7 +37,7 @@ def params_model(factory: Callable[..., Any], skip: tuple[str, ...] = ()) -> typ
     """A strict pydantic model of ``factory``'s keyword parameters (less ``skip``):
     unknown keys are refused unless it takes ``**kwargs``; unannotated ones are Any."""
     try:
-        hints = typing.get_type_hints(factory)
+        hints = typing.get_type_hints(factory, include_extras=True)
     except Exception:  # noqa: BLE001 - an unresolvable annotation: accept any value
         hints = {}
     fields: dict[str, Any] = {}
@@ -120,13 +121,11 @@ def check_model(model: ModelConfig, where: str) -> None:
 
 def _student_configs(suite: SuiteConfig) -> Iterable[tuple[ModelConfig, str]]:
     """Every student model of the suite (grid points included) and its dotted key."""
-    from bench.plan import _grid_points, _resolve_entry
-
     yield suite.student, "student"
     for i, entry in enumerate(suite.methods):
         where = f"methods.{i}"
-        for point in _grid_points(entry, where):
-            _, student, _ = _resolve_entry(entry, point, suite, where)
+        for point in grid_points(entry, where):
+            _, student, _ = resolve_entry(entry, point, suite, where)
             if student != suite.student:
                 yield student, f"{where}.student" if entry.student else f"{where}.grid"
 
@@ -200,6 +199,12 @@ def check_suite(
     ``results_root``: also check it is writable; ``tracking_uri``: also probe the store."""
     for i, ds in enumerate(suite.datasets):
         check_dataset(ds.name, ds.root, ds.params, f"datasets.{i}")
+    for name, stage in suite.pretrain.items():
+        source = stage.dataset
+        check_dataset(source.name, source.root, source.params, f"pretrain.{name}.dataset")
+        check_params(
+            MODELS.get(stage.arch), stage.params, f"pretrain.{name}.params", HARNESS_MODEL_ARGS
+        )
     check_models(suite)
     if results_root is not None:
         check_writable(results_root)

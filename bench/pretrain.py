@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
-from bench.config import DatasetConfig, OptimConfig, PretrainConfig, SpeedConfig
+from bench.config import DatasetConfig, SpeedConfig
 from bench.data import PreparedData, load_source, prepare
 from bench.errors import BenchError, ConfigError
 from bench.evaluate import evaluate
-from bench.keys import content_key
 from bench.models import Classifier, build_model, load_pretrained
 from bench.runtime import seed_everything
+from bench.specs import PretrainSpec
 from bench.store import atomic_torch_save, atomic_write_json, read_json
 from bench.supervised import SupervisedFit
 from bench.train import fit
@@ -33,48 +31,6 @@ from bench.train import fit
 log = logging.getLogger(__name__)
 
 BACKBONE_FILE = "backbone.pt"
-
-
-class PretrainSpec(BaseModel):
-    """Everything that determines one pretrained backbone."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    dataset: dict[str, Any]  # source identity: name, root, params, classes, split, augment
-    arch: str
-    params: dict[str, Any] = {}
-    optim: OptimConfig
-    seed: int = 0
-
-    @classmethod
-    def from_config(cls, cfg: PretrainConfig) -> PretrainSpec:
-        return cls(
-            dataset=cfg.dataset.model_dump(mode="json"),
-            arch=cfg.arch,
-            params=cfg.params,
-            optim=cfg.optim,
-            seed=cfg.seed,
-        )
-
-    @property
-    def key(self) -> str:
-        return content_key(self.model_dump(mode="json"))
-
-    def describe(self) -> str:
-        ds = self.dataset
-        classes = ds["classes"] if ds["classes"] == "all" else ",".join(map(str, ds["classes"]))
-        return f"{ds['name']} classes {classes}, {self.arch}, {self.optim.epochs} epochs"
-
-
-def key_dump(spec: BaseModel) -> dict[str, Any]:
-    """``spec``'s key content: its ``pretrain`` field is left out when unset, so that specs
-    without a pretrain stage keep the keys they had before the field existed."""
-    exclude = {"pretrain"} if getattr(spec, "pretrain", None) is None else None
-    return spec.model_dump(mode="json", exclude=exclude)
-
-
-def unique_stages(specs: Iterable[PretrainSpec | None]) -> list[PretrainSpec]:
-    """The distinct stages among ``specs`` (None: from scratch), in first-seen order."""
-    return list({s.key: s for s in specs if s is not None}.values())
 
 
 def prepare_source(spec: PretrainSpec, with_test: bool = True) -> PreparedData:
@@ -173,24 +129,3 @@ def class_overlap(meta: dict[str, Any], dataset: dict[str, Any], class_names) ->
     if meta["spec"]["dataset"]["name"] != dataset["name"]:
         return []
     return [c for c in meta["class_names"] if c in set(class_names)]
-
-
-def describe_stages(uses: Iterable[tuple[PretrainSpec | None, str]], cache_root: Path) -> list[str]:
-    """Dry-run lines for the stages in ``uses`` ((stage, column) pairs): key, cached or to
-    train, source, and the columns each initialises; nothing is loaded or built."""
-    stages: dict[str, tuple[PretrainSpec, list[str]]] = {}
-    for spec, column in uses:
-        if spec is not None:
-            columns = stages.setdefault(spec.key, (spec, []))[1]
-            if column not in columns:
-                columns.append(column)
-    if not stages:
-        return []
-    lines = [f"pretrain stages needed ({len(stages)}):"]
-    for key, (spec, columns) in stages.items():
-        cached = (Path(cache_root) / key / "meta.json").is_file()
-        lines.append(
-            f"  {key}  {'cached' if cached else 'to train':8}  {spec.describe()} "
-            f"-> {', '.join(columns)}"
-        )
-    return lines

@@ -15,13 +15,14 @@ from bench.checkpoint import CHECKPOINT_NAME
 from bench.claims import Claims
 from bench.claims import describe as describe_owner
 from bench.config import SuiteConfig
-from bench.datasets import DATASETS
 from bench.errors import StorageError
 from bench.launch import ExecOptions, Slots, launch
-from bench.plan import PlannedRun, expand, num_tasks, planned_cells
-from bench.pretrain import describe_stages, get_backbone, unique_stages
+from bench.migrate import migrate
+from bench.plan import PlannedRun, expand, planned_cells
+from bench.pretrain import get_backbone
 from bench.progress import bar as progress_bar
 from bench.runtime import resolve_device
+from bench.specs import unique_stages
 from bench.store import RunStore, atomic_write_text
 from bench.tracking import SuiteTracker, one_line
 
@@ -37,35 +38,6 @@ class SuiteOutcome:
     failed: list[str] = field(default_factory=list)
     table: str = ""  # table.md as written
     tables: list[Path] = field(default_factory=list)  # every file write_suite_tables wrote
-
-
-def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -> str:
-    """The dry-run listing: every run (key, row, column, seed, state) and its teachers."""
-    lines = [f"{'run key':16}  {'state':6}  {'column':14}  {'seed':>4}  row"]
-    teachers: dict[str, str] = {}
-    for run in runs:
-        record = store.read(run.key)
-        state = record["status"] if record else "to do"
-        state = "done" if state == "finished" else state
-        lines.append(
-            f"{run.key:16}  {state:6}  {run.meta.column:14}  {run.meta.seed:>4}  {run.meta.row}"
-        )
-        ds = run.spec.dataset_config()
-        if ds.tasks != "natural" or hasattr(DATASETS.get(ds.name), "natural_tasks"):
-            for t in run.spec.teacher_specs(num_tasks(ds)):
-                cached = (results_root / "teachers" / t.key / "meta.json").is_file()
-                teachers[t.key] = (
-                    f"{t.key}  {'cached' if cached else 'to train':8}  {ds.column} "
-                    f"T{t.task + 1} {t.arch}"
-                )
-    done = sum(1 for r in runs if store.is_finished(r.key))
-    lines.append(f"{len(runs)} runs: {done} done, {len(runs) - done} to do")
-    lines.append(f"teachers needed ({len(teachers)}):")
-    lines += [f"  {v}" for v in teachers.values()]
-    lines += describe_stages(
-        ((r.spec.pretrain, r.meta.column) for r in runs), results_root / "pretrain"
-    )
-    return "\n".join(lines)
 
 
 def run_suite(
@@ -94,16 +66,19 @@ def run_suite(
     runs = expand(suite, seeds)
     store = RunStore(results_root / suite.name)
     device_name = device or suite.device
-    resolve_device(device_name)  # fail early on cuda-without-GPU
+    here = resolve_device(device_name)  # fails early on cuda-without-GPU
+    moved = migrate(runs, results_root)  # results filed under keys with data locations
+    if moved:
+        print(moved, file=out)
     # pretrain stages first, once each: a bad source fails here, before anything is written
     for stage in unique_stages(r.spec.pretrain for r in runs if not store.is_finished(r.key)):
         get_backbone(
             stage,
             results_root / "pretrain",
-            resolve_device(device_name),
-            suite.num_workers,
-            progress,
-            suite.speed,
+            here,
+            num_workers=suite.num_workers,
+            progress=progress,
+            speed=suite.speed,
         )
     outcome = SuiteOutcome(store.suite_dir)
     claims = Claims()

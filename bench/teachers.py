@@ -13,39 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from bench.claims import describe, release, try_claim
-from bench.config import OptimConfig, SpeedConfig
+from bench.config import SpeedConfig
 from bench.data import PreparedData
 from bench.evaluate import evaluate
-from bench.keys import content_key
 from bench.models import Classifier, build_model
-from bench.pretrain import PretrainSpec, get_backbone, key_dump, load_backbone
+from bench.pretrain import get_backbone, load_backbone
 from bench.runtime import seed_everything
+from bench.specs import TeacherSpec
 from bench.store import atomic_torch_save, atomic_write_json, read_json
 from bench.supervised import SupervisedFit
 from bench.train import fit
 
 log = logging.getLogger(__name__)
-
-
-class TeacherSpec(BaseModel):
-    """Everything that determines one teacher."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    dataset: dict[str, Any]  # dataset identity (name, root, params, split, tasks)
-    task: int
-    arch: str
-    pretrained: str | None = None
-    params: dict[str, Any] = {}
-    optim: OptimConfig
-    seed: int = 0
-    pretrain: PretrainSpec | None = None  # backbone init (bench.pretrain); None: scratch
-
-    @property
-    def key(self) -> str:
-        return content_key(key_dump(self))
 
 
 def _build(spec: TeacherSpec, data: PreparedData) -> Classifier:

@@ -138,7 +138,7 @@ def test_ray_tasks_get_every_exec_option(
     monkeypatch.setitem(sys.modules, "ray", fake)
     seen = []
 
-    def fake_execute(run, results_root, dev, num_workers, **kwargs):
+    def fake_execute(run, *, results_root, device, num_workers, **kwargs):  # all by name
         seen.append({"results_root": results_root, "num_workers": num_workers, **kwargs})
         return build_record(run, "finished")
 

@@ -13,12 +13,12 @@ from bench.datasets import (  # noqa: F401  (registers loaders)
 )
 from bench.datasets.base import (
     AugmentDefaults,
-    DatasetError,
     FileImages,
     LabelledImages,
     SourceData,
     TensorImages,
 )
+from bench.datasets.errors import DatasetError
 from bench.datasets.mapped import MappedImages
 from bench.datasets.registry import DATASETS
 

@@ -11,8 +11,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.datasets.base import DatasetError
-from bench.datasets.common import cache_dir as default_cache_dir
+from bench.datasets.cache import cache_dir as default_cache_dir
+from bench.datasets.errors import DatasetError
 
 _SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 

@@ -15,9 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-
-class DatasetError(ValueError):
-    """A dataset root is missing or malformed; the message names the expected layout."""
+from bench.datasets.decode import decode_image
 
 
 class LabelledImages(Dataset):
@@ -76,8 +74,6 @@ class FileImages(LabelledImages):
         self.skip_corrupt = skip_corrupt
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from bench.datasets.decode import decode_image
-
         return decode_image(self.paths[i], self.load_size, self.channels), int(self.labels[i])
 
     def subset(self, index):

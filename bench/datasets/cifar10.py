@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.base import SourceData
 from bench.datasets.common import (
     SPLIT_FOLDERS_RE,
     check_sizes,
@@ -18,7 +18,9 @@ from bench.datasets.common import (
     source,
     tensor_split,
 )
+from bench.datasets.errors import DatasetError
 from bench.datasets.image_folder import SPLIT_LAYOUT, folder_layout, load_folder
+from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
 BATCHES = "cifar-10-batches-py"
@@ -29,14 +31,14 @@ EXPECTED = f"{SPLIT_LAYOUT} (image folders), or {BATCHES}/ (the python-format ba
 @DATASETS.register("cifar10")
 def cifar10(
     root=None,
-    image_size: int = 32,
-    load_size: int | None = None,
-    channels: int = 3,
+    image_size: Size = 32,
+    load_size: Size | None = None,
+    channels: Channels = 3,
     in_memory: bool | None = None,
     skip_corrupt: bool = False,
     split_seed: int = 0,
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
+    train_per_class: PerClass | None = None,
+    test_per_class: PerClass | None = None,
     archive: str | None = None,
 ) -> SourceData:
     """CIFAR-10 at 32 px: image folders or the python batches.

@@ -10,25 +10,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.datasets.base import (
-    AugmentDefaults,
-    DatasetError,
-    LabelledImages,
-    SourceData,
-    TensorImages,
-)
+from bench.datasets.archive import check_archive, unpack_archive
+from bench.datasets.base import AugmentDefaults, LabelledImages, SourceData, TensorImages
+from bench.datasets.errors import DatasetError
 
 DATA_ENV = "KA_BENCH_DATA"
-CACHE_ENV = "KA_BENCH_CACHE"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def cache_dir(kind: str) -> Path:
-    """``$KA_BENCH_CACHE/<kind>``, or ``~/.cache/ka-bench/<kind>``."""
-    base = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ka-bench"
-    return Path(base).expanduser() / kind
 
 
 def resolve_root(name: str, root: str | Path | None, default_folder: str | None) -> Path:
@@ -54,8 +43,6 @@ def resolve_source(
         return resolve_root(name, root, default_folder)
     if root is not None and str(root) != "":
         raise DatasetError(f"{name}: set either `root:` or `params.archive`, not both")
-    from bench.datasets.archive import unpack_archive
-
     try:
         return unpack_archive(Path(archive))
     except DatasetError as exc:
@@ -84,8 +71,6 @@ def check_source(
         return
     if root is not None and str(root) != "":
         raise DatasetError(f"{name}: set either `root:` or `params.archive`, not both")
-    from bench.datasets.archive import check_archive
-
     try:
         check_archive(Path(archive), archive_layouts, expected)
     except DatasetError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.base import SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
@@ -12,7 +12,9 @@ from bench.datasets.common import (
     resolve_root,
     source,
 )
+from bench.datasets.errors import DatasetError
 from bench.datasets.memory import file_images
+from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
 REQUIRED = ("images.txt", "image_class_labels.txt", "train_test_split.txt")
@@ -22,14 +24,14 @@ EXPECTED = ", ".join(REQUIRED) + ", images/ (classes.txt optional)"
 @DATASETS.register("cub200")
 def cub200(
     root=None,
-    image_size: int = 224,
-    load_size: int | None = None,
-    channels: int = 3,
+    image_size: Size = 224,
+    load_size: Size | None = None,
+    channels: Channels = 3,
     in_memory: bool | None = None,
     skip_corrupt: bool = False,
     split_seed: int = 0,
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
+    train_per_class: PerClass | None = None,
+    test_per_class: PerClass | None = None,
 ) -> SourceData:
     """CUB-200-2011 birds, 200 classes, the official train/test split.
 

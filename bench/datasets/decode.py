@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from bench.datasets.base import DatasetError
+from bench.datasets.errors import DatasetError
 
 
 def decode_image(path: str, load_size: int, channels: int = 3) -> torch.Tensor:

@@ -6,11 +6,12 @@ import numpy as np
 import torch
 
 from bench.datasets.base import AugmentDefaults, SourceData, TensorImages
+from bench.datasets.params import OpenFraction
 from bench.datasets.registry import DATASETS
 
 
 @DATASETS.register("digits")
-def digits(root=None, test_fraction: float = 0.2, split_seed: int = 0) -> SourceData:
+def digits(root=None, test_fraction: OpenFraction = 0.2, split_seed: int = 0) -> SourceData:
     """1,797 grey 8x8 digits (0-16 intensities, scaled to 0-255); a fixed stratified
     train/test split (``test_fraction``) since the data ships as one set."""
     from sklearn.datasets import load_digits

@@ -5,8 +5,9 @@ decoded by this project."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.base import SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
@@ -14,7 +15,9 @@ from bench.datasets.common import (
     resolve_root,
     source,
 )
+from bench.datasets.errors import DatasetError
 from bench.datasets.memory import file_images
+from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
 FOLDER = "fgvc-aircraft-2013b"
@@ -31,16 +34,16 @@ def _expected(level: str, train_split: str) -> str:
 @DATASETS.register("fgvc_aircraft")
 def fgvc_aircraft(
     root=None,
-    image_size: int = 224,
-    load_size: int | None = None,
-    channels: int = 3,
+    image_size: Size = 224,
+    load_size: Size | None = None,
+    channels: Channels = 3,
     in_memory: bool | None = None,
     skip_corrupt: bool = False,
-    annotation_level: str = "variant",
-    train_split: str = "trainval",
+    annotation_level: Literal["variant", "family", "manufacturer"] = "variant",
+    train_split: Literal["trainval", "train"] = "trainval",
     split_seed: int = 0,
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
+    train_per_class: PerClass | None = None,
+    test_per_class: PerClass | None = None,
 ) -> SourceData:
     """FGVC-Aircraft 2013b, 100 variants, trains on trainval and tests on test.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.base import SourceData
 from bench.datasets.common import (
     CLASS_FOLDERS_RE,
     IMAGE_EXTENSIONS,
@@ -19,7 +19,9 @@ from bench.datasets.common import (
     source,
     stratified_split,
 )
+from bench.datasets.errors import DatasetError
 from bench.datasets.memory import file_images
+from bench.datasets.params import Channels, OpenFraction, PerClass, Size
 from bench.datasets.registry import DATASETS
 
 _EXTS = " ".join(sorted(IMAGE_EXTENSIONS))
@@ -30,15 +32,15 @@ SPLIT_LAYOUT = f"train/<class>/<image> and test/<class>/<image> ({_EXTS})"
 @DATASETS.register("image_folder")
 def image_folder(
     root=None,
-    image_size: int = 224,
-    load_size: int | None = None,
-    channels: int = 3,
+    image_size: Size = 224,
+    load_size: Size | None = None,
+    channels: Channels = 3,
     in_memory: bool | None = None,
     skip_corrupt: bool = False,
-    test_fraction: float = 0.2,
+    test_fraction: OpenFraction = 0.2,
     split_seed: int = 0,
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
+    train_per_class: PerClass | None = None,
+    test_per_class: PerClass | None = None,
     archive: str | None = None,
 ) -> SourceData:
     """Any image folders: ``train/<class>/`` + ``test/<class>/``, or one ``<class>/`` tree.

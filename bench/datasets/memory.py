@@ -20,8 +20,9 @@ from PIL import Image
 
 from bench.atomic import atomic_torch_save
 from bench.datasets import decode
-from bench.datasets.base import DatasetError, FileImages, LabelledImages, TensorImages
-from bench.datasets.common import cache_dir
+from bench.datasets.base import FileImages, LabelledImages, TensorImages
+from bench.datasets.cache import cache_dir
+from bench.datasets.errors import DatasetError
 from bench.datasets.mapped import MappedImages, open_mapped, write_npy_stream
 from bench.progress import bar
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from bench.datasets.base import DatasetError, FileImages, LabelledImages, SourceData, TensorImages
+from bench.datasets.base import FileImages, LabelledImages, SourceData, TensorImages
+from bench.datasets.errors import DatasetError
 from bench.datasets.mapped import MappedImages
 from bench.datasets.registry import DATASETS
 

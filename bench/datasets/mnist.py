@@ -3,7 +3,7 @@ torchvision's raw IDX format (``MNIST/raw/``, read by torchvision)."""
 
 from __future__ import annotations
 
-from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.base import SourceData
 from bench.datasets.common import (
     SPLIT_FOLDERS_RE,
     check_sizes,
@@ -12,7 +12,9 @@ from bench.datasets.common import (
     source,
     tensor_split,
 )
+from bench.datasets.errors import DatasetError
 from bench.datasets.image_folder import SPLIT_LAYOUT, folder_layout, load_folder
+from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
 RAW = "MNIST/raw"
@@ -23,14 +25,14 @@ EXPECTED = f"{SPLIT_LAYOUT} (image folders), or {RAW}/ with {IDX_FILES} (torchvi
 @DATASETS.register("mnist")
 def mnist(
     root=None,
-    image_size: int = 28,
-    load_size: int | None = None,
-    channels: int = 1,
+    image_size: Size = 28,
+    load_size: Size | None = None,
+    channels: Channels = 1,
     in_memory: bool | None = None,
     skip_corrupt: bool = False,
     split_seed: int = 0,
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
+    train_per_class: PerClass | None = None,
+    test_per_class: PerClass | None = None,
     archive: str | None = None,
 ) -> SourceData:
     """MNIST, grey 28 px: image folders or torchvision's raw IDX files.

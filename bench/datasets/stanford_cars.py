@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.base import SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
@@ -13,7 +13,9 @@ from bench.datasets.common import (
     resolve_root,
     source,
 )
+from bench.datasets.errors import DatasetError
 from bench.datasets.memory import file_images
+from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
 FOLDER = "stanford_cars"
@@ -30,14 +32,14 @@ EXPECTED = f"{', '.join(FILES)} (in a folder named {FOLDER}, or in <root>/{FOLDE
 @DATASETS.register("stanford_cars")
 def stanford_cars(
     root=None,
-    image_size: int = 224,
-    load_size: int | None = None,
-    channels: int = 3,
+    image_size: Size = 224,
+    load_size: Size | None = None,
+    channels: Channels = 3,
     in_memory: bool | None = None,
     skip_corrupt: bool = False,
     split_seed: int = 0,
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
+    train_per_class: PerClass | None = None,
+    test_per_class: PerClass | None = None,
 ) -> SourceData:
     """Stanford Cars, 196 models, the official split (torchvision's layout).
 

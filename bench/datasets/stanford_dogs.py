@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets.base import DatasetError, SourceData
+from bench.datasets.base import SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
@@ -15,7 +15,9 @@ from bench.datasets.common import (
     resolve_root,
     source,
 )
+from bench.datasets.errors import DatasetError
 from bench.datasets.memory import file_images
+from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
 EXPECTED = "Images/<wnid>-<breed>/*.jpg, lists/train_list.mat, lists/test_list.mat"
@@ -24,14 +26,14 @@ EXPECTED = "Images/<wnid>-<breed>/*.jpg, lists/train_list.mat, lists/test_list.m
 @DATASETS.register("stanford_dogs")
 def stanford_dogs(
     root=None,
-    image_size: int = 224,
-    load_size: int | None = None,
-    channels: int = 3,
+    image_size: Size = 224,
+    load_size: Size | None = None,
+    channels: Channels = 3,
     in_memory: bool | None = None,
     skip_corrupt: bool = False,
     split_seed: int = 0,
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
+    train_per_class: PerClass | None = None,
+    test_per_class: PerClass | None = None,
 ) -> SourceData:
     """Stanford Dogs, 120 breeds, the official split (``lists/*.mat``).
 
