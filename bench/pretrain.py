@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from bench.atomic import atomic_torch_save, atomic_write_json, read_json
 from bench.config import DatasetConfig, OptimConfig, PretrainConfig, SpeedConfig
 from bench.data import PreparedData, load_source, prepare
 from bench.errors import BenchError, ConfigError
@@ -26,7 +27,6 @@ from bench.evaluate import evaluate
 from bench.keys import content_key
 from bench.models import Classifier, build_model, load_pretrained
 from bench.runtime import seed_everything
-from bench.store import atomic_torch_save, atomic_write_json, read_json
 from bench.supervised import SupervisedFit
 from bench.train import fit
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from bench.atomic import atomic_torch_save, atomic_write_json, read_json
 from bench.claims import describe, release, try_claim
 from bench.config import OptimConfig, SpeedConfig
 from bench.data import PreparedData
@@ -23,7 +24,6 @@ from bench.keys import content_key
 from bench.models import Classifier, build_model
 from bench.pretrain import PretrainSpec, get_backbone, key_dump, load_backbone
 from bench.runtime import seed_everything
-from bench.store import atomic_torch_save, atomic_write_json, read_json
 from bench.supervised import SupervisedFit
 from bench.train import fit
 
