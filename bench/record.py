@@ -10,15 +10,26 @@ Records written by older versions stay readable: only the identity of a run
 from __future__ import annotations
 
 import platform
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-if TYPE_CHECKING:  # the record sits below the planner: no import at run time
-    from bench.plan import PlannedRun
-
 Status = Literal["finished", "failed"]
 Number = float | int  # an int stays an int (smart union), so a record round-trips as written
+
+
+class Planned(Protocol):
+    """What a record is built from: a :class:`bench.plan.PlannedRun` (named here by its
+    shape, so that the record sits below the planner in the import graph)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def meta(self) -> Any: ...  # suite, method, row, row_order, column, column_order, seed
+
+    @property
+    def spec(self) -> Any: ...  # a pydantic RunSpec
 
 
 class Metrics(BaseModel):
@@ -69,7 +80,7 @@ class RunRecord(BaseModel):
     rebuilt_from_mlflow: bool | None = None
 
     @classmethod
-    def for_run(cls, run: PlannedRun, status: Status, **fields: Any) -> RunRecord:
+    def for_run(cls, run: Planned, status: Status, **fields: Any) -> RunRecord:
         """The record of a planned run: its identity and display metadata, the resolved
         spec, the environment, and ``fields`` (metrics, history, teachers, timings, ...)."""
         meta = run.meta

@@ -30,21 +30,29 @@ from bench.tracking.runs import FINAL_SCALARS, Figures, RunTracker, TrackingTarg
 
 if TYPE_CHECKING:
     from bench.store import RunStore
-    from bench.tracking.session import SuiteTracker
 
 log = logging.getLogger(__name__)
 
 
-def reconcile(tracker: SuiteTracker, runs: list, store: RunStore, out=None) -> list[str]:
+def reconcile(
+    target: TrackingTarget,
+    runs: list,
+    store: RunStore,
+    backfill: Callable[[Any, dict[str, Any]], bool],
+    teachers_logged: set[str],
+    out=None,
+) -> list[str]:
     """Make MLflow and the results store agree before a suite (re)starts; return the
-    run keys whose ``result.json`` was restored from MLflow (module docstring)."""
+    run keys whose ``result.json`` was restored from MLflow (module docstring).
+    ``backfill(run, record)`` logs a finished run MLflow lacks; ``teachers_logged``
+    gains the teacher keys the experiment has runs of."""
     out = out if out is not None else sys.stdout
     restored: list[str] = []
     if not enabled():
         return restored
-    parent = tracker.target.parent
+    parent = target.parent
     with guard("reconciling MLflow with the results store"):
-        me = tracker.target.owner  # an earlier invocation in this process is over too
+        me = target.owner  # an earlier invocation in this process is over too
         stale = [
             r
             for r in parent.search("attributes.status = 'RUNNING'")
@@ -66,7 +74,7 @@ def reconcile(tracker: SuiteTracker, runs: list, store: RunStore, out=None) -> l
         for r in parent.search("attributes.status = 'FINISHED'"):
             tags = r.data.tags
             if tags.get("kind") == "teacher" and tags.get("teacher_key"):
-                tracker.teachers_logged.add(tags["teacher_key"])
+                teachers_logged.add(tags["teacher_key"])
             elif tags.get("run_key"):
                 finished.setdefault(tags["run_key"], r)
         backfilled = 0
@@ -74,9 +82,9 @@ def reconcile(tracker: SuiteTracker, runs: list, store: RunStore, out=None) -> l
             record = store.read(run.key)
             done = bool(record) and record.get("status") == "finished"
             if done and run.key not in finished:
-                backfilled += tracker.log_record(run, record, backfill=True)
+                backfilled += bool(backfill(run, record))
             elif not done and run.key in finished:
-                store.write(restore_record(tracker.target, run, finished[run.key]))
+                store.write(restore_record(target, run, finished[run.key]))
                 restored.append(run.key)
         if backfilled:
             print(

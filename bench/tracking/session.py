@@ -4,6 +4,7 @@ the process that executes it) and a run per teacher."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -85,7 +86,8 @@ class SuiteTracker:
 
     def reconcile(self, runs: list, store, out=None) -> list[str]:
         """:func:`bench.tracking.reconcile.reconcile` for this suite."""
-        return reconciling.reconcile(self, runs, store, out)
+        backfill = functools.partial(self.log_record, backfill=True)
+        return reconciling.reconcile(self.target, runs, store, backfill, self.teachers_logged, out)
 
     # -- records arriving from the launcher
 
