@@ -2,7 +2,8 @@
 
 A reader sees the old file or the new one, never a torn one; a failed write (a full disk,
 a read-only folder) leaves the old file as it was and no temp file behind. The one
-implementation every writer of the harness uses (results, tables, plots, caches)."""
+implementation every writer of the harness uses (results, tables, plots, caches), and
+:func:`read_json`, the reader that takes a torn or missing file for no file."""
 
 from __future__ import annotations
 
@@ -47,3 +48,11 @@ def atomic_torch_save(path: Path | str, obj: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def read_json(path: Path | str) -> Any:
+    """The JSON at ``path``, or None if missing or unreadable (a torn write)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

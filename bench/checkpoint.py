@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.store import atomic_torch_save
+from bench.atomic import atomic_torch_save
 
 log = logging.getLogger(__name__)
 

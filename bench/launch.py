@@ -122,7 +122,9 @@ def execute_safely(run: PlannedRun, options: ExecOptions) -> Record:
         raise
     rec["placement"] = placement()
     if tracker is not None:
-        tracker.finish(rec)
+        from bench.plots import run_figures  # matplotlib: only where a run is tracked
+
+        tracker.finish(rec, run_figures(rec))
     return rec
 
 

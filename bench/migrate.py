@@ -19,7 +19,8 @@ from pathlib import Path
 
 from bench.plan import PlannedRun, counts_tasks, num_tasks
 from bench.specs import legacy_key
-from bench.store import RunStore, atomic_write_json, read_json
+from bench.atomic import atomic_write_json, read_json
+from bench.store import RunStore
 
 log = logging.getLogger(__name__)
 

@@ -1,32 +1,44 @@
-"""PNG figures of a suite: accuracy bars per dataset and training curves per row.
+"""PNG figures of a suite (accuracy bars per dataset, training curves per row) and of
+one run (its training curves, an MLflow artifact).
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend);
-every file is written to a temp file in its directory and renamed into place.
+every file is written atomically (:mod:`bench.atomic`).
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from bench.atomic import atomic_write
+from bench.atomic import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 REFERENCE_METHODS = ("supervised", "teacher")
 SKIP_CURVES = {"epoch", "epoch_time", "data_time", "step_time", "lr"}
+ID_COLUMNS = ("run_key", "suite", "row", "row_order", "column", "column_order", "seed", "method")
+
+
+def figure_png(fig: Figure, dpi: int = 120) -> bytes:
+    """``fig`` rendered as PNG."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
 
 
 def save_figure(fig: Figure, path: Path | str, dpi: int = 120) -> Path:
-    """Render ``fig`` to PNG at ``path`` atomically (temp file + ``os.replace``)."""
-    FigureCanvasAgg(fig)
-    return atomic_write(
-        path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
-    )
+    """Render ``fig`` to PNG at ``path`` atomically."""
+    return atomic_write_bytes(path, figure_png(fig, dpi))
 
 
 def slug(text: str) -> str:
@@ -74,8 +86,7 @@ def training_curves(history: pd.DataFrame, row: str) -> Figure | None:
         c
         for c in sub.columns
         if c not in SKIP_CURVES
-        and c not in ("run_key", "suite", "row", "row_order", "column", "column_order")
-        and c not in ("seed", "method")
+        and c not in ID_COLUMNS
         and pd.api.types.is_numeric_dtype(sub[c])
         and sub[c].notna().any()
     ]
@@ -115,3 +126,27 @@ def write_plots(results: pd.DataFrame, history: pd.DataFrame, out_dir: Path | st
             prefix = f"{int(order):02d}_" if pd.notna(order) and order != float("inf") else ""
             written.append(save_figure(fig, out_dir / f"curves_{prefix}{slug(row)}.png"))
     return written
+
+
+def run_figures(record: dict[str, Any]) -> dict[str, bytes]:
+    """The figures of one finished run's record, by file name: ``curves.png`` (its loss
+    terms and val_acc per epoch) when it has a history. A figure that cannot be drawn is
+    left out, with a warning: a missing plot never fails a run or its tracking."""
+    ids = {k: record.get(k) for k in ID_COLUMNS}
+    for k in ("row_order", "column_order"):
+        ids[k] = float("inf") if ids[k] is None else ids[k]
+    history = [
+        ids | entry
+        for entry in record.get("history") or []
+        if isinstance(entry, dict) and "epoch" in entry
+    ]
+    if record.get("status") != "finished" or not history:
+        return {}
+    try:
+        fig = training_curves(pd.DataFrame(history), record.get("row"))
+        return {} if fig is None else {"curves.png": figure_png(fig)}
+    except Exception as exc:  # noqa: BLE001
+        log.warning(
+            "curves for %s not drawn: %s: %s", record.get("run_key"), type(exc).__name__, exc
+        )
+        return {}

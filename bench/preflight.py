@@ -163,7 +163,8 @@ def check_writable(results_root: Path) -> None:
 def check_tracking(uri: str) -> None:
     """The store answers: a SQLite file opens read-only (or its folder is writable), a
     server answers ``/health``. Nothing is created here."""
-    from bench.tracking import _probe, sqlite_path
+    from bench.tracking import probe as probe_store
+    from bench.tracking import sqlite_path
 
     db = sqlite_path(uri)
     if db is not None:
@@ -185,7 +186,7 @@ def check_tracking(uri: str) -> None:
                 ) from None
         return
     try:
-        _probe(uri)
+        probe_store(uri)
     except OSError as exc:
         raise ConfigError(f"tracking: {uri}: {exc} (or run with --no-mlflow)") from None
 

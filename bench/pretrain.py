@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bench.atomic import atomic_torch_save, atomic_write_json, read_json
 from bench.config import DatasetConfig, SpeedConfig
 from bench.data import PreparedData, load_source, prepare
 from bench.errors import BenchError, ConfigError
@@ -24,7 +25,6 @@ from bench.evaluate import evaluate
 from bench.models import Classifier, build_model, load_pretrained
 from bench.runtime import seed_everything
 from bench.specs import PretrainSpec
-from bench.store import atomic_torch_save, atomic_write_json, read_json
 from bench.supervised import SupervisedFit
 from bench.train import fit
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import time
 import traceback
 from pathlib import Path
@@ -18,35 +17,12 @@ from bench.health import longest_fall
 from bench.models import build_model
 from bench.plan import PlannedRun
 from bench.pretrain import class_overlap, get_backbone, load_backbone
+from bench.record import RunRecord
 from bench.runtime import seed_everything
 from bench.speed import resolve_speed
 from bench.teachers import get_teacher
 from bench.train import EpochCallback, fit
 from methods import METHODS, MethodContext
-
-
-def build_record(run: PlannedRun, status: str, **fields: Any) -> dict[str, Any]:
-    """The ``result.json`` record (schema shared with :mod:`bench.report`)."""
-    meta = run.meta
-    return {
-        "run_key": run.key,
-        "status": status,
-        "suite": meta.suite,
-        "method": meta.method,
-        "row": meta.row,
-        "row_order": meta.row_order,
-        "column": meta.column,
-        "column_order": meta.column_order,
-        "seed": meta.seed,
-        "spec": run.spec.model_dump(mode="json"),
-        "metrics": fields.pop("metrics", {}),
-        "history": fields.pop("history", []),
-        "teachers": fields.pop("teachers", []),
-        "timings": fields.pop("timings", {}),
-        "error": fields.pop("error", None),
-        "env": {"torch": torch.__version__, "python": platform.python_version()},
-        **fields,
-    }
 
 
 def execute(
@@ -155,7 +131,7 @@ def execute(
                 metrics["test_acc_at_best_val"] = best["acc"]
         else:
             metrics["val_acc"] = evaluate(method.predict, data.val, data.views, None, device)["acc"]
-    return build_record(
+    return RunRecord.for_run(
         run,
         "finished",
         metrics=metrics,
@@ -171,14 +147,14 @@ def execute(
         device=str(device),
         speed=resolve_speed(speed, device, num_workers).describe(),
         resumed_from_epoch=fitted.resumed_from_epoch if fitted else None,
-    )
+    ).dump()
 
 
 def failure_record(run: PlannedRun, exc: BaseException) -> dict[str, Any]:
     """A failed run's record: status ``failed`` and why (one line + the traceback)."""
-    return build_record(
+    return RunRecord.for_run(
         run,
         "failed",
         error=f"{type(exc).__name__}: {exc}",
         traceback="".join(traceback.format_exception(exc)),
-    )
+    ).dump()

@@ -1,25 +1,16 @@
-"""Atomic files and the per-suite results store (``<results>/<suite>/runs/<key>/``)."""
+"""The per-suite results store: ``<results>/<suite>/runs/<key>/result.json``, one
+:class:`~bench.record.RunRecord` per run key, validated on every write and read."""
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from bench.atomic import (  # noqa: F401  (re-exported: the store's writers)
-    atomic_torch_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-)
+from bench.atomic import atomic_write_json, read_json
+from bench.record import InvalidRecord, validate_record
 
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object at ``path``, or None if missing or unreadable (a torn write)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+log = logging.getLogger(__name__)
 
 
 class RunStore:
@@ -36,13 +27,26 @@ class RunStore:
         return self.run_dir(run_key) / "result.json"
 
     def read(self, run_key: str) -> dict[str, Any] | None:
-        return read_json(self.result_path(run_key))
+        """The run's record, or None when it has none that can be used (missing, torn, or
+        not a run record: the run is to do, and its next record replaces the file)."""
+        path = self.result_path(run_key)
+        record = read_json(path)
+        if record is None:
+            return None
+        try:
+            return validate_record(record)
+        except InvalidRecord as err:
+            log.warning("ignoring %s: not a run record (%s)", path, err)
+            return None
 
     def is_finished(self, run_key: str) -> bool:
         record = self.read(run_key)
         return bool(record) and record.get("status") == "finished"
 
     def write(self, record: dict[str, Any]) -> Path:
+        """Write ``record`` atomically after checking it (:class:`InvalidRecord` if it is
+        not a run record: nothing is written)."""
+        record = validate_record(record)
         path = self.result_path(record["run_key"])
         atomic_write_json(path, record)
         return path

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from bench.atomic import atomic_write_text
 from bench.checkpoint import CHECKPOINT_NAME
 from bench.claims import Claims
 from bench.claims import describe as describe_owner
@@ -23,7 +24,7 @@ from bench.pretrain import get_backbone
 from bench.progress import bar as progress_bar
 from bench.runtime import resolve_device
 from bench.specs import unique_stages
-from bench.store import RunStore, atomic_write_text
+from bench.store import RunStore
 from bench.tracking import SuiteTracker, one_line
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def run_suite(
     claims = Claims()
     tracker = None
     if mlflow:
+        from bench.plots import run_figures  # matplotlib: only when runs are tracked
+
         tracker = SuiteTracker.open(
             suite.name,
             results_root,
@@ -96,6 +99,7 @@ def run_suite(
                 "runs": len(runs),
                 "results": str(results_root),
             },
+            figures=run_figures,
         )
     try:
         if tracker is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from bench.atomic import atomic_torch_save, atomic_write_json, read_json
 from bench.claims import describe, release, try_claim
 from bench.config import SpeedConfig
 from bench.data import PreparedData
@@ -22,7 +23,6 @@ from bench.models import Classifier, build_model
 from bench.pretrain import get_backbone, load_backbone
 from bench.runtime import seed_everything
 from bench.specs import TeacherSpec
-from bench.store import atomic_torch_save, atomic_write_json, read_json
 from bench.supervised import SupervisedFit
 from bench.train import fit
 

@@ -37,9 +37,11 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from bench.atomic import atomic_write_bytes, atomic_write_text
 from bench.errors import ConfigError
 from bench.plan import PlannedRun, expand
-from bench.store import atomic_write_bytes, atomic_write_text
+from bench.tracking.client import flatten_params
+from bench.tracking.runs import MlflowRun
 from bench.train import NonFiniteLoss
 from bench.tune_config import TuneConfig, trial_suite
 
@@ -514,136 +516,97 @@ def write_plots(study: optuna.Study, out: Path) -> list[str]:
 
 # ----------------------------------------------------------------- tracking (MLflow)
 # The study is an experiment ``tune-<study>`` with one parent run (kept across resumed
-# invocations: its id is a user attr of the study) and one child run per trial, built on
-# bench.tracking's store conventions; a tracking error never fails a trial (``guard``).
+# invocations: its id is a user attr of the study) and one child run per trial, through
+# bench.tracking's run API; a tracking error never fails a trial (``guard``).
 
 
 def _parent_attr(uri: str) -> str:
     return "mlflow_parent_run_id:" + hashlib.sha1(uri.encode()).hexdigest()[:10]
 
 
+def _parent(job: TuneJob) -> MlflowRun:
+    return MlflowRun(job.tracking_uri, job.experiment_id, job.parent_run_id)
+
+
 def start_parent(job: TuneJob, study: optuna.Study) -> TuneJob:
     """Open the experiment and (re)start the study's parent run; mark trial runs left
     RUNNING by dead processes KILLED. An unusable store stops before any trial runs."""
-    from mlflow.entities import Param
-
-    from bench import tracking
+    from bench.tracking.client import open_experiment, owner_alive, usable
+    from bench.tracking.runs import provenance
 
     uri = job.tracking_uri
-    try:
-        tracking._probe(uri)
-        db = tracking.sqlite_path(uri)
-        if db is not None:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        c = tracking.client(uri)
-        location = tracking.artifact_location_for(uri)  # beside a SQLite store; else the server's
-        experiment_id = tracking.get_or_create_experiment(c, f"tune-{job.study}", location)
+    experiment_id = open_experiment(uri, f"tune-{job.study}")
+    with usable(uri):
         run_id = study.user_attrs.get(_parent_attr(uri))
         if run_id is not None:
-            c.update_run(run_id, status="RUNNING")
+            parent = MlflowRun(uri, experiment_id, run_id)
+            parent.resume()
         else:
-            commit, dirty = tracking.git_info()
             tags = {
                 "kind": "tune-study",
                 "optuna.study": job.study,
-                "git_commit": commit,
-                "git_dirty": dirty,
-                "command": " ".join(sys.argv)[: tracking.MAX_TAG_VALUE],
+                **provenance(),
+                "command": " ".join(sys.argv),
             }
-            run_id = c.create_run(experiment_id, run_name=job.study, tags=tags).info.run_id
-            flat = tracking.flatten_params(
+            params = flatten_params(
                 job.cfg.model_dump(mode="json", exclude={"budget", "description"})
             )
-            for chunk in _chunks([Param(k, v) for k, v in flat.items()], tracking.BATCH):
-                c.log_batch(run_id, params=chunk)
-            study.set_user_attr(_parent_attr(uri), run_id)
-        stale = c.search_runs([experiment_id], "attributes.status = 'RUNNING'")
-        for r in stale:
-            if r.info.run_id != run_id and not tracking.owner_alive(r.data.tags.get("owner")):
-                c.set_tag(r.info.run_id, "error", "killed: its tune worker process is gone")
-                c.set_terminated(r.info.run_id, "KILLED")
-    except tracking.TrackingError:
-        raise
-    except Exception as exc:
-        raise tracking.TrackingError(
-            f"tracking: cannot use MLflow at {uri}: {tracking.one_line(exc)} (fix "
-            "--tracking-uri / MLFLOW_TRACKING_URI, or run with --no-mlflow)"
-        ) from None
-    return replace(job, parent_run_id=run_id, experiment_id=experiment_id)
-
-
-def _chunks(items: list, n: int):
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
+            parent = MlflowRun.start(uri, experiment_id, job.study, tags, params)
+            study.set_user_attr(_parent_attr(uri), parent.run_id)
+        for r in parent.search("attributes.status = 'RUNNING'"):
+            if r.info.run_id != parent.run_id and not owner_alive(r.data.tags.get("owner")):
+                stale = MlflowRun(uri, experiment_id, r.info.run_id)
+                stale.end("KILLED", error="killed: its tune worker process is gone")
+    return replace(job, parent_run_id=parent.run_id, experiment_id=experiment_id)
 
 
 class TrialTracker:
     """The child run of one trial: params at the start, metrics live per epoch (step =
     seed index * epochs + epoch), the objective and the Optuna state at the end."""
 
-    def __init__(self, job: TuneJob, run_id: str | None) -> None:
-        self.job, self.run_id = job, run_id
+    def __init__(self, run: MlflowRun | None) -> None:
+        self.run = run
 
     @classmethod
     def start(cls, job: TuneJob, number: int, runs: list[PlannedRun]) -> TrialTracker:
         from bench import tracking
+        from bench.tracking.client import owner_token
+        from bench.tracking.runs import provenance
 
         if not job.parent_run_id or not tracking.enabled():
-            return cls(job, None)
+            return cls(None)
         with tracking.guard(f"starting the MLflow run of trial {number}"):
-            from mlflow.entities import Param
-
-            c = tracking.client(job.tracking_uri)
-            commit, dirty = tracking.git_info()
             tags = {
-                "mlflow.parentRunId": job.parent_run_id,
                 "kind": "tune-trial",
                 "optuna.study": job.study,
                 "optuna.trial": str(number),
                 "run_keys": ",".join(r.key for r in runs),
-                "owner": tracking.owner_token(),
-                "git_commit": commit,
-                "git_dirty": dirty,
+                "owner": owner_token(),
+                **provenance(),
             }
-            run_id = c.create_run(
-                job.experiment_id, run_name=f"trial {number}", tags=tags
-            ).info.run_id
             spec = runs[0].spec.model_dump(mode="json", exclude={"seed"})
-            flat = {**tracking.flatten_params(spec), "seeds": str([r.spec.seed for r in runs])}
-            for chunk in _chunks([Param(k, v) for k, v in flat.items()], tracking.BATCH):
-                c.log_batch(run_id, params=chunk)
-            return cls(job, run_id)
-        return cls(job, None)
+            params = {**flatten_params(spec), "seeds": str([r.spec.seed for r in runs])}
+            return cls(_parent(job).child(f"trial {number}", tags, params))
+        return cls(None)
 
     def on_epoch(self, step: int, record: dict[str, Any]) -> None:
         from bench import tracking
 
-        if self.run_id is None or not tracking.enabled():
+        if self.run is None or not tracking.enabled():
             return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in tracking.epoch_metrics(record).items()]
-        with tracking.guard(f"logging epoch metrics of trial run {self.run_id}"):
-            tracking.client(self.job.tracking_uri).log_batch(self.run_id, metrics=metrics)
+        with tracking.guard(f"logging epoch metrics of trial run {self.run.run_id}"):
+            self.run.log_epochs([record], step=lambda _: step)
 
     def end(self, state: TrialState, value: float | None = None, error: str | None = None):
         from bench import tracking
 
-        if self.run_id is None or not tracking.enabled():
+        if self.run is None or not tracking.enabled():
             return
-        from mlflow.entities import Metric, RunTag
-
-        with tracking.guard(f"ending the MLflow run of trial run {self.run_id}"):
-            c = tracking.client(self.job.tracking_uri)
-            now = int(time.time() * 1000)
-            metrics = [Metric("objective", value, now, 0)] if value is not None else []
-            tags = [RunTag("optuna.state", state.name)]
-            if error:
-                tags.append(RunTag("error", error[: tracking.MAX_TAG_VALUE]))
-            c.log_batch(self.run_id, metrics=metrics, tags=tags)
+        with tracking.guard(f"ending the MLflow run of trial run {self.run.run_id}"):
+            tags = {"optuna.state": state.name, **({"error": error} if error else {})}
+            self.run.log(metrics={} if value is None else {"objective": value}, tags=tags)
             status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}
-            c.set_terminated(self.run_id, status.get(state, "FAILED"))
+            self.run.end(status.get(state, "FAILED"))
 
 
 def end_parent(job: TuneJob, status: str, error: str) -> None:
@@ -653,9 +616,7 @@ def end_parent(job: TuneJob, status: str, error: str) -> None:
     if not tracking.enabled():
         return
     with tracking.guard("ending the study's MLflow run"):
-        c = tracking.client(job.tracking_uri)
-        c.set_tag(job.parent_run_id, "error", error[: tracking.MAX_TAG_VALUE])
-        c.set_terminated(job.parent_run_id, status)
+        _parent(job).end(status, error=error)
 
 
 def finish_parent(job: TuneJob, study: optuna.Study, best: dict[str, Any] | None) -> None:
@@ -664,24 +625,17 @@ def finish_parent(job: TuneJob, study: optuna.Study, best: dict[str, Any] | None
 
     if not tracking.enabled():
         return
-    from mlflow.entities import Metric, RunTag
-
     with tracking.guard("ending the study's MLflow run"):
-        c = tracking.client(job.tracking_uri)
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(f"trials_{s.name.lower()}", float(len(study.get_trials(False, (s,)))), now, 0)
+        metrics = {
+            f"trials_{s.name.lower()}": len(study.get_trials(False, (s,)))
             for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        ]
-        tags = []
+        }
+        tags = {}
         if best is not None:
-            metrics.append(Metric("best_value", float(best["value"]), now, 0))
-            tags = [
-                RunTag("best_trial", str(best["trial"])),
-                RunTag("best_params", json.dumps(best["searched"])[: tracking.MAX_TAG_VALUE]),
-            ]
-        c.log_batch(job.parent_run_id, metrics=metrics, tags=tags)
-        for path in sorted(job.out_dir.iterdir()):
-            if path.suffix in (".yaml", ".csv", ".md", ".png"):
-                c.log_artifact(job.parent_run_id, str(path))
-        c.set_terminated(job.parent_run_id, "FINISHED")
+            metrics["best_value"] = best["value"]
+            tags = {"best_trial": str(best["trial"]), "best_params": json.dumps(best["searched"])}
+        parent = _parent(job)
+        parent.log(metrics=metrics, tags=tags)
+        outputs = sorted(job.out_dir.iterdir())
+        parent.log_files(p for p in outputs if p.suffix in (".yaml", ".csv", ".md", ".png"))
+        parent.end("FINISHED")

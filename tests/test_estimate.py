@@ -7,12 +7,13 @@ import math
 
 import pytest
 
+from bench.atomic import atomic_write_json
 from bench.cli import main
 from bench.config import load_suite
 from bench.estimate import Probe, epoch_steps, estimate_suite, run_seconds
 from bench.plan import expand
-from bench.runner import build_record
-from bench.store import RunStore, atomic_write_json
+from bench.record import RunRecord
+from bench.store import RunStore
 from tests.conftest import ROOT, tiny_suite, write_suite
 
 
@@ -27,7 +28,7 @@ def test_quick_suite_estimate_skips_finished_runs_and_cached_teachers(tmp_path):
     suite = load_suite(ROOT / "suites" / "quick.yaml")
     runs = expand(suite, [0, 1])
     done = next(r for r in runs if r.meta.method == "cka" and r.meta.seed == 1)
-    RunStore(tmp_path / "quick").write(build_record(done, "finished"))
+    RunStore(tmp_path / "quick").write(RunRecord.for_run(done, "finished").dump())
     t1 = runs[0].spec.teacher_specs(2)[0]
     atomic_write_json(tmp_path / "teachers" / t1.key / "meta.json", {"key": t1.key})
 

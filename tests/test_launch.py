@@ -22,7 +22,7 @@ from bench.launch import LAUNCHERS, ExecOptions, Slots, execute_safely, launch
 from bench.launch_ray import run_on_ray
 from bench.placement import CUDA_ENV, gpu_for_worker, init_worker, visible_gpus
 from bench.plan import expand
-from bench.runner import build_record
+from bench.record import RunRecord
 from bench.suite import run_suite
 from bench.tracking import TrackingTarget
 from tests.conftest import ROOT, tiny_suite, write_suite
@@ -140,7 +140,7 @@ def test_ray_tasks_get_every_exec_option(
 
     def fake_execute(run, *, results_root, device, num_workers, **kwargs):  # all by name
         seen.append({"results_root": results_root, "num_workers": num_workers, **kwargs})
-        return build_record(run, "finished")
+        return RunRecord.for_run(run, "finished").dump()
 
     monkeypatch.setattr(launch_mod, "execute", fake_execute)
     targets = []  # the MLflow target each task starts its child run with

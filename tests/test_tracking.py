@@ -261,7 +261,7 @@ def test_unreachable_server_stops_before_training(tmp_path, capsys):
 def test_tracking_error_mid_run_never_fails_the_run(
     tracked, template_db, tmp_path, monkeypatch, capsys
 ):
-    import bench.tracking
+    import bench.tracking.runs
 
     def broken(*args, **kwargs):
         raise OSError("artifact store went away")
@@ -270,7 +270,7 @@ def test_tracking_error_mid_run_never_fails_the_run(
         tmp_path / "ens.yaml", tiny_suite(name="ens", methods=[{"name": "ensemble"}])
     )
     results = new_results(tmp_path, template_db, teachers_from=tracked.results)
-    monkeypatch.setattr(bench.tracking, "write_run_artifacts", broken)
+    monkeypatch.setattr(bench.tracking.runs, "write_run_artifacts", broken)
     assert main(bench_argv(suite_file, results)) == 0
     err = capsys.readouterr().err
     assert err.count("tracking: finishing the MLflow run of") == 1

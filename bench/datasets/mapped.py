@@ -8,14 +8,13 @@ holding its own copy, and subsets are index views, never copies.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.atomic import atomic_write
 from bench.datasets.base import LabelledImages
 
 
@@ -83,27 +82,23 @@ class MappedImages(LabelledImages):
 def write_npy_stream(path: Path, shape: tuple[int, ...], rows: Iterable[np.ndarray]) -> None:
     """Write ``shape[0]`` uint8 ``rows`` (each ``shape[1:]``) as one ``.npy``, atomically: a
     temp file in the same folder, streamed (never all in memory; a full disk raises
-    OSError, where a write through a memory map would crash), then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            header = {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)}
-            np.lib.format.write_array_header_1_0(f, header)
-            written = 0
-            for r in rows:
-                r = np.ascontiguousarray(r, dtype=np.uint8)
-                if r.shape != tuple(shape[1:]):
-                    raise ValueError(f"row of shape {r.shape}, expected {tuple(shape[1:])}")
-                f.write(r.tobytes())
-                written += 1
-            if written != shape[0]:
-                raise ValueError(f"{written} rows written, expected {shape[0]}")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    OSError, where a write through a memory map would crash), then renamed into place
+    (:func:`bench.atomic.atomic_write`)."""
+
+    def write(f) -> None:
+        header = {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)}
+        np.lib.format.write_array_header_1_0(f, header)
+        written = 0
+        for r in rows:
+            r = np.ascontiguousarray(r, dtype=np.uint8)
+            if r.shape != tuple(shape[1:]):
+                raise ValueError(f"row of shape {r.shape}, expected {tuple(shape[1:])}")
+            f.write(r.tobytes())
+            written += 1
+        if written != shape[0]:
+            raise ValueError(f"{written} rows written, expected {shape[0]}")
+
+    atomic_write(path, write)
 
 
 def open_mapped(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:

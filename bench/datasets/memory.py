@@ -9,7 +9,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.atomic import atomic_torch_save
+from bench.atomic import atomic_torch_save, atomic_write
 from bench.datasets import decode
 from bench.datasets.base import FileImages, LabelledImages, TensorImages
 from bench.datasets.cache import cache_dir
@@ -164,15 +163,8 @@ def _read_kept(path: Path, n: int) -> np.ndarray | None:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` atomically (temp file in the same folder, then ``os.replace``)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """``np.save`` atomically (:func:`bench.atomic.atomic_write`)."""
+    atomic_write(path, lambda fh: np.save(fh, array))
 
 
 def _decode_all(name, split, paths, load_size, channels, skip_corrupt):
@@ -220,7 +212,7 @@ def _read_cache(path: Path, n: int, load_size: int, channels: int) -> dict | Non
 
 
 def _write_cache(path: Path, blob: dict) -> None:
-    """Atomic: a temp file in the same folder, then ``os.replace``; failures only warn."""
+    """Atomic (:func:`bench.atomic.atomic_torch_save`); failures only warn."""
     try:
         atomic_torch_save(path, blob)
     except OSError as exc:

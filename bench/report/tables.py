@@ -1,0 +1,131 @@
+"""The report's entry points: a suite's table as text (``bench table``), and every
+table and plot of a suite written into its folder (the end of ``bench run``)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.atomic import atomic_write_text
+from bench.report.aggregate import DEFAULT_REFERENCE_METHODS, build_table
+from bench.report.formats import FORMATS, render
+from bench.report.loading import (
+    TASK_PREFIX,
+    drop_superseded,
+    failures_frame,
+    histories_frame,
+    read_records,
+    results_frame,
+    runs_dir,
+)
+
+
+def render_table(
+    suite_dir: Path | str,
+    fmt: str = "markdown",
+    out: Path | str | None = None,
+    per_task: bool = False,
+    reference: str | None = None,
+    test: str = "ttest",
+    alpha: float = 0.05,
+    caption: str | None = None,
+    label: str | None = None,
+    metric: str = "test_acc",
+    exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
+    planned: dict[tuple[str, str, int], str] | None = None,
+) -> str:
+    """The table of ``suite_dir`` as ``fmt`` (markdown | latex | csv); also written to ``out``.
+    ``planned``: leave out runs a current plan supersedes (:func:`drop_superseded`)."""
+    records = read_records(suite_dir)
+    if planned is not None:
+        records = drop_superseded(records, planned)
+    df = results_frame(records)
+    failures = failures_frame(records)
+    if df.empty:
+        raise ValueError(f"no finished runs under {runs_dir(suite_dir)} ({len(failures)} failed)")
+    return render_frame(
+        df,
+        len(failures),
+        fmt,
+        out,
+        per_task,
+        reference,
+        test,
+        alpha,
+        caption,
+        label,
+        metric,
+        exclude,
+        failures=failures,
+    )
+
+
+def render_frame(
+    df: pd.DataFrame,
+    n_failed: int = 0,
+    fmt: str = "markdown",
+    out: Path | str | None = None,
+    per_task: bool = False,
+    reference: str | None = None,
+    test: str = "ttest",
+    alpha: float = 0.05,
+    caption: str | None = None,
+    label: str | None = None,
+    metric: str = "test_acc",
+    exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
+    failures: pd.DataFrame | None = None,
+) -> str:
+    """A tidy results frame (from ``result.json`` files or MLflow) as ``fmt``; also
+    written atomically to ``out``. ``failures``: the failed runs, marked in their cells."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
+    table = build_table(
+        df, metric, per_task, exclude, test, alpha, reference, n_failed, failures=failures
+    )
+    text = render(table, fmt, caption, label)
+    if out is not None:
+        atomic_write_text(out, text)
+    return text
+
+
+def write_suite_tables(
+    suite_dir: Path | str,
+    planned: dict[tuple[str, str, int], str] | None = None,
+    **options: Any,
+) -> dict[str, Path]:
+    """Write ``table.{md,tex,csv}`` (+ ``table_tasks.*`` when per-task accuracies exist)
+    and ``plots/*.png`` into ``suite_dir``; returns {name: path}. ``planned``: the current
+    plan's run key per (row, column, seed) (:func:`drop_superseded`). ``options`` go to
+    ``build_table`` (metric, exclude, test, alpha, reference)."""
+    from bench import plots
+
+    suite_dir = Path(suite_dir)
+    records = read_records(suite_dir)
+    if planned is not None:
+        records = drop_superseded(records, planned)
+    df, failures = results_frame(records), failures_frame(records)
+    n_failed = len(failures)
+    written: dict[str, Path] = {}
+    metric = options.get("metric", "test_acc")
+    if df.empty or df[metric].isna().all():
+        msg = f"No finished runs with {metric} ({n_failed} failed).\n"
+        written["table.md"] = atomic_write_text(suite_dir / "table.md", msg)
+        return written
+    variants = [("table", False)]
+    if any(c.startswith(TASK_PREFIX) for c in df.columns):
+        variants.append(("table_tasks", True))
+    for stem, per_task in variants:
+        table = build_table(df, per_task=per_task, failures=failures, **options)
+        for fmt, ext in FORMATS.items():
+            name = stem + ext
+            written[name] = atomic_write_text(suite_dir / name, render(table, fmt, None, None))
+    try:
+        for path in plots.write_plots(df, histories_frame(records), suite_dir / "plots"):
+            written[f"plots/{path.name}"] = path
+    except Exception as err:  # a broken plot must not hide the tables
+        warnings.warn(f"plots for {suite_dir} failed: {err!r}", stacklevel=2)
+    return written

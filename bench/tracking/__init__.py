@@ -1,0 +1,34 @@
+"""MLflow tracking: one experiment per suite (or tune study), a parent run per
+invocation, a child run per RunSpec, teacher and trial.
+
+``client`` (the store, errors) -> ``runs`` (the run API and what a run logs) ->
+``reconcile`` (resume: MLflow <-> result.json) -> ``session`` (a ``bench run``)."""
+
+from bench.tracking.client import (
+    TrackingError,
+    default_tracking_uri,
+    enabled,
+    guard,
+    one_line,
+    probe,
+    resolve_tracking_uri,
+    sqlite_path,
+)
+from bench.tracking.runs import MlflowRun, RunTracker, TrackingTarget, epoch_metrics
+from bench.tracking.session import SuiteTracker
+
+__all__ = [
+    "MlflowRun",
+    "RunTracker",
+    "SuiteTracker",
+    "TrackingError",
+    "TrackingTarget",
+    "default_tracking_uri",
+    "enabled",
+    "epoch_metrics",
+    "guard",
+    "one_line",
+    "probe",
+    "resolve_tracking_uri",
+    "sqlite_path",
+]
