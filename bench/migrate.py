@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.atomic import atomic_write_json, read_json
 from bench.plan import PlannedRun, counts_tasks, num_tasks
 from bench.specs import legacy_key
-from bench.atomic import atomic_write_json, read_json
 from bench.store import RunStore
 
 log = logging.getLogger(__name__)
