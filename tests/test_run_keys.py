@@ -235,3 +235,36 @@ def test_finished_runs_and_teachers_migrate_once_without_retraining(tmp_path):
     third = io.StringIO()  # once: nothing is left to migrate
     run_suite(suite, tmp_path, seeds=[0, 1], progress=False, mlflow=False, out=third)
     assert "migrated" not in third.getvalue()
+
+
+def test_migration_retags_mlflow_runs_instead_of_logging_them_twice(tmp_path):
+    """A results root tracked in MLflow under legacy keys: after the migration the FINISHED
+    children are retagged with the new keys; nothing is backfilled as a second child."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.tracking import resolve_tracking_uri
+
+    suite = validate_suite(tiny_suite(methods=[{"name": "teacher"}, {"name": "ensemble"}]), "t")
+    run_suite(suite, tmp_path, progress=False, out=io.StringIO())
+    runs = expand(suite)
+    renamed = file_under_legacy_keys(tmp_path, runs)
+    c = MlflowClient(resolve_tracking_uri(tmp_path))
+    (exp,) = [e for e in c.search_experiments() if e.name == suite.name]
+    children = c.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'")
+    for r in children:  # what MLflow held when the keys still had the data location
+        for tag in ("run_key", "teacher_key"):
+            if tag in r.data.tags:
+                c.set_tag(r.info.run_id, tag, renamed[r.data.tags[tag]])
+
+    out = io.StringIO()
+    run_suite(suite, tmp_path, progress=False, out=out)
+    assert "retagged 3 MLflow run(s)" in out.getvalue()
+    assert "logged" not in out.getvalue()  # no backfill
+    after = c.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'")
+    run_keys = [r.data.tags["run_key"] for r in after if "run_key" in r.data.tags]
+    assert sorted(run_keys) == sorted(r.key for r in runs)  # one child each, new keys
+    assert {r.data.tags.get("legacy_key") for r in after if "run_key" in r.data.tags} == {
+        renamed[r.key] for r in runs
+    }
+    teacher_runs = [r for r in after if r.data.tags.get("kind") == "teacher"]
+    assert len(teacher_runs) == 2  # not logged again under the new teacher keys

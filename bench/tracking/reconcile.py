@@ -11,7 +11,10 @@ Resume (:func:`reconcile`, at the start of every tracked ``bench run``):
   unreadable, rebuilt from the child's metrics: :func:`rebuild_record`) instead of being
   re-run, so a run key never gets a second FINISHED child;
 * a finished ``result.json`` without a FINISHED child (tracking was off or broken) is
-  logged to MLflow from the record (:func:`log_record`, tag ``backfilled=result.json``).
+  logged to MLflow from the record (:func:`log_record`, tag ``backfilled=result.json``),
+  unless the record was migrated (:mod:`bench.migrate`) from a ``legacy_key`` that has a
+  FINISHED child: that child is retagged with the new ``run_key`` instead (its old key
+  stays as tag ``legacy_key``), so a migration never logs a run twice.
 """
 
 from __future__ import annotations
@@ -77,11 +80,18 @@ def reconcile(
                 teachers_logged.add(tags["teacher_key"])
             elif tags.get("run_key"):
                 finished.setdefault(tags["run_key"], r)
-        backfilled = 0
+        backfilled = retagged = 0
         for run in runs:
             record = store.read(run.key)
             done = bool(record) and record.get("status") == "finished"
-            if done and run.key not in finished:
+            legacy = (record or {}).get("legacy_key")
+            if done and run.key not in finished and legacy in finished:
+                child = finished.pop(legacy)
+                c.set_tag(child.info.run_id, "run_key", run.key)
+                c.set_tag(child.info.run_id, "legacy_key", legacy)
+                finished[run.key] = child
+                retagged += 1
+            elif done and run.key not in finished:
                 backfilled += bool(backfill(run, record))
             elif not done and run.key in finished:
                 store.write(restore_record(target, run, finished[run.key]))
@@ -89,6 +99,11 @@ def reconcile(
         if backfilled:
             print(
                 f"tracking: logged {backfilled} finished run(s) to MLflow from result.json",
+                file=out,
+            )
+        if retagged:
+            print(
+                f"tracking: retagged {retagged} MLflow run(s) with their migrated run key",
                 file=out,
             )
         if restored:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.atomic import read_json
 from bench.tracking import reconcile as reconciling
 from bench.tracking.client import (
     enabled,
@@ -116,6 +117,10 @@ class SuiteTracker:
                 continue
             meta_path = self.results_root / "teachers" / key / "meta.json"
             if not meta_path.is_file():
+                continue
+            legacy = (read_json(meta_path) or {}).get("legacy_key")
+            if legacy and legacy in self.teachers_logged:  # migrated: logged under its old key
+                self.teachers_logged.add(key)
                 continue
             with guard(f"logging teacher {key}"):
                 if log_teacher(self.target, key, meta_path, bool(teacher.get("cached"))):
