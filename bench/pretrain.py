@@ -27,8 +27,8 @@ from bench.keys import content_key
 from bench.models import Classifier, build_model, load_pretrained
 from bench.runtime import seed_everything
 from bench.store import atomic_torch_save, atomic_write_json, read_json
-from bench.supervised import SupervisedFit
 from bench.train import fit
+from methods.supervised import Supervised
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def get_backbone(
     ).to(device)
     start = time.perf_counter()
     result = fit(
-        SupervisedFit(model),
+        Supervised.for_model(model, data.channels, data.image_size),
         data.train,
         data.val,
         data.views,

@@ -24,8 +24,8 @@ from bench.models import Classifier, build_model
 from bench.pretrain import PretrainSpec, get_backbone, key_dump, load_backbone
 from bench.runtime import seed_everything
 from bench.store import atomic_torch_save, atomic_write_json, read_json
-from bench.supervised import SupervisedFit
 from bench.train import fit
+from methods.supervised import Supervised
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _train(
     if backbone is not None:
         load_backbone(model, backbone)
     model = model.to(device)
-    trainer = SupervisedFit(model)
+    trainer = Supervised.for_model(model, data.channels, data.image_size)
     start = time.perf_counter()
     result = fit(
         trainer,

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext
+from bench.method import Batch, Method, MethodContext
 from methods.common_space import build_common_space
 from methods.losses import inter_contrast, intra_contrast, mmd2, soft_target_kl
 from methods.readings import READINGS, expand_reading

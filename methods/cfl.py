@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from bench.method import register
 from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
-from methods.base import register
 from methods.readings import READINGS
 
 
