@@ -118,9 +118,7 @@ def test_params_forbid_unknown_keys(name):
 
 
 EXPECTED_DEFAULTS = {  # methods.md method table: (intra, inter, align, std, rec), space
-    # (lambda_rec: the CFL reference's 10; the CKA family's default reading has no L_rec,
-    # as Eq. 12 -- methods/readings.py)
-    "cfl": ((0, 0, 10, 1, 10), "cfl", "CFL"),
+    # (the CKA family's default reading has no L_rec, as Eq. 12 -- methods/readings.py)
     "cka_intra": ((1, 0, 10, 1, 0), "mlp", "CKA-Intra"),
     "cka_inter": ((0, 1, 10, 1, 0), "mlp", "CKA-Inter"),
     "cka": ((1, 1, 10, 1, 0), "mlp", "CKA"),
@@ -136,11 +134,9 @@ def test_amalgamation_defaults_follow_the_method_table(name):
     assert (p.lambda_intra, p.lambda_inter, p.lambda_align, p.lambda_std, p.lambda_rec) == weights
     assert p.common_space == space and cls.display == display
     assert (p.alpha, p.distance, p.tau, p.T, p.sigmas) == (0.4, "euclidean", 1.0, 1.0, None)
-    # every reading option comes from the method's preset: `default` for the CKA family,
-    # the CFL reference code's for `cfl`
-    reading = "cfl-reference" if name == "cfl" else "default"
-    assert p.reading == reading
-    assert {k: getattr(p, k) for k in READING_OPTIONS} == PRESETS[reading]
+    # every reading option comes from the family's `default` preset
+    assert p.reading == "default"
+    assert {k: getattr(p, k) for k in READING_OPTIONS} == PRESETS["default"]
     expected = {
         "lambda_intra", "lambda_inter", "lambda_align", "lambda_std", "lambda_rec", "alpha",
         "distance", "tau", "direction", "T", "sigmas", "common_space", "reading",
@@ -148,6 +144,26 @@ def test_amalgamation_defaults_follow_the_method_table(name):
         "align_normalize", "rec_target", "std_reduction",
     }  # fmt: skip
     assert set(cls.Params.model_fields) == expected
+
+
+def test_cfl_has_its_own_params_with_the_reference_codes_defaults():
+    """methods.md: CFL = L_std + 10 L_align + 10 L_rec on the cfl block; the readings it
+    shares with the CKA family default to the CFL reference code's."""
+    cls = METHODS.get("cfl")
+    p = cls.Params()
+    assert (p.lambda_std, p.lambda_align, p.lambda_rec) == (1, 10, 10)
+    assert (p.common_space, p.recipe, p.T, p.sigmas, cls.display) == ("cfl", "harness", 1.0, None, "CFL")  # fmt: skip
+    reference = PRESETS["cfl-reference"]
+    for option in ("kernels", "align_normalize", "std_reduction", "direction", "lambda_rec"):
+        assert getattr(p, option) == reference[option], option
+    assert set(cls.Params.model_fields) == {
+        "lambda_align", "lambda_std", "lambda_rec", "T", "direction", "std_reduction",
+        "kernels", "align_normalize", "sigmas", "common_space", "recipe",
+    }  # fmt: skip
+    with pytest.raises(ValidationError, match="alpha"):  # a CKA-only param is now an error
+        cls.Params(alpha=0.4)
+    with pytest.raises(ValidationError, match="L_rec alone"):
+        cls.Params(lambda_align=0, lambda_std=0)
 
 
 def test_all_weights_zero_is_an_error():
