@@ -114,8 +114,8 @@ def make_training(
     if sched is None:
         sched = make_schedule(opt, optim, steps)
     weights = {k: w for k, w in method.weights().items() if w != 0}
-    scaler = plan.make_scaler()
-    return Training(method, weights, opt, sched, scaler, plan, steps_per_epoch or steps)
+    spe = steps_per_epoch or steps  # none given: one epoch of ``steps``
+    return Training(method, weights, opt, sched, plan.make_scaler(), plan, spe)
 
 
 def check_param_groups(method: Method, groups: list[dict[str, Any]]) -> None:
@@ -146,8 +146,9 @@ def make_batch(
 
 def train_step(training: Training, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimiser step on ``batch``: loss terms, ``sum(weight * term)``, backward, Adam,
-    schedule, the method's ``on_step_end``. Returns the weighted loss and the terms, detached, on the device: nothing
-    here waits for the device (except fp16's GradScaler, which checks for inf per step)."""
+    schedule, the method's ``on_step_end``. Returns the weighted loss and the terms,
+    detached, on the device: nothing here waits for the device (except fp16's GradScaler,
+    which checks for inf per step)."""
     t = training
     t.plan.begin_step()
     with t.plan.autocast():  # views (made before) and evaluation stay in float32

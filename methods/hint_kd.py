@@ -65,8 +65,9 @@ class HintKD(Method):
         super().__init__(ctx, params)
         self.student = ctx.build_student()
         stage = params.stage
-        models = {"the student": self.student, **{f"teacher {t}": m for t, m in enumerate(ctx.teachers)}}  # fmt: skip
-        for who, model in models.items():
+        models = [("the student", self.student)]
+        models += [(f"teacher {t}", m) for t, m in enumerate(ctx.teachers)]
+        for who, model in models:
             if not -len(model.stage_channels) <= stage < len(model.stage_channels):
                 raise ValueError(
                     f"hint_kd: stage {stage}: {who} has {len(model.stage_channels)} stages"
