@@ -15,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from bench.config import OptimConfig
+from bench.config import OptimConfig, validate_suite
 from bench.datasets.base import AugmentDefaults, TensorImages
 from bench.models import build_model, small_cnn
+from bench.plan import expand
+from bench.runner import execute
 from bench.speed import SpeedPlan
 from bench.train import fit, make_training
 from bench.views import Views
@@ -25,6 +27,7 @@ from methods import METHODS, Batch, Method, MethodContext, NoParams
 from methods.amalgamation import Amalgamation
 from methods.common_space import build_common_space
 from methods.readings import PRESETS, READING_OPTIONS
+from tests.conftest import tiny_suite
 
 PX = 8  # input size; the models below end at different spatial sizes on it
 TASKS = [3, 2]  # classes per teacher; the union has 5
@@ -487,3 +490,16 @@ def test_cfl_reference_recipe_groups_at_10x_and_steps_down_every_15_epochs():
     assert isinstance(harness.sched, torch.optim.lr_scheduler.CosineAnnealingLR)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         make_training(build("cfl", recipe="reference"), OptimConfig(), 60, SpeedPlan())
+
+
+def test_a_real_run_gives_the_method_its_run_length(tmp_path):
+    """The runner fills the context's train_size / epochs / steps_per_epoch: CFL's reference
+    recipe needs steps_per_epoch for its StepLR, and keeps the lr flat within the first 15
+    epochs where the suite's cosine would end the epoch at 0."""
+    suite = tiny_suite(methods=[{"name": "cfl", "params": {"recipe": "reference"}}])
+    suite["datasets"][0]["tasks"] = [[0, 1], [2, 3]]  # 4 of the 10 digits: a quick run
+    suite["teachers"]["optim"]["epochs"] = suite["optim"]["epochs"] = 1
+    (run,) = expand(validate_suite(suite, "t"))
+    rec = execute(run, tmp_path, torch.device("cpu"), progress=False)
+    assert rec["status"] == "finished", rec.get("error")
+    assert rec["history"][0]["lr"] == pytest.approx(suite["optim"]["lr"])
