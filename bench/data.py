@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from bench.config import DatasetConfig
 from bench.datasets import DATASETS, LabelledImages, MappedImages, SourceData, TensorImages
@@ -170,10 +170,13 @@ def iterate_batches(
     drop_last: bool = False,
     num_workers: int = 0,
     pin_memory: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(uint8 images, labels)`` batches. In-memory and memory-mapped images are
-    gathered a batch at a time (no per-item Python overhead); files go through a
-    DataLoader with workers."""
+    with_index: bool = False,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Yield ``(uint8 images, labels)`` batches (``with_index``: ``(images, labels,
+    indices)``, the indices of the batch's images in ``images``). In-memory and
+    memory-mapped images are gathered a batch at a time (no per-item Python overhead);
+    files go through a DataLoader with workers. The indices draw nothing from
+    ``generator``: the batches are the same with or without them."""
     n = len(images)
     if drop_last and n < batch_size:
         drop_last = False  # tiny splits: still one (smaller) batch per epoch
@@ -182,11 +185,27 @@ def iterate_batches(
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             idx = order[start : start + batch_size]
-            yield images.take(idx), images.labels[idx]
+            batch = images.take(idx), images.labels[idx]
+            yield (*batch, idx) if with_index else batch
         return
     yield from _file_loader(
-        images, batch_size, shuffle, generator, drop_last, num_workers, pin_memory, False
-    )
+        IndexedImages(images) if with_index else images,
+        batch_size, shuffle, generator, drop_last, num_workers, pin_memory, False,
+    )  # fmt: skip
+
+
+class IndexedImages(Dataset):
+    """``images`` whose items also carry their index: ``ds[i] -> (image, label, i)``. Same
+    length, so a DataLoader's sampler draws exactly what it draws for ``images``."""
+
+    def __init__(self, images: LabelledImages) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        return (*self.images[i], i)
 
 
 def _file_loader(
@@ -205,12 +224,14 @@ def _file_loader(
 
 
 class EpochBatches:
-    """The training batches of one run, iterated once per epoch.
+    """The training batches of one run, iterated once per epoch, as ``(images, labels,
+    indices)``.
 
-    Same batches, in the same order, as calling :func:`iterate_batches` every epoch with
-    the same generator; but a file dataset's DataLoader is built once, so that with
-    ``persistent_workers`` its worker processes live across epochs instead of starting
-    again each one. ``pin_memory``: batches in page-locked memory (for a CUDA copy)."""
+    Same batches, in the same order, as calling :func:`iterate_batches` (``with_index``)
+    every epoch with the same generator; but a file dataset's DataLoader is built once, so
+    that with ``persistent_workers`` its worker processes live across epochs instead of
+    starting again each one. ``pin_memory``: batches in page-locked memory (for a CUDA
+    copy)."""
 
     def __init__(
         self,
@@ -229,7 +250,7 @@ class EpochBatches:
         self._loader = None
         if not isinstance(images, TensorImages | MappedImages):
             self._loader = _file_loader(
-                images,
+                IndexedImages(images),
                 batch_size,
                 shuffle,
                 generator,
@@ -239,11 +260,12 @@ class EpochBatches:
                 persistent_workers,
             )
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         if self._loader is not None:
             yield from self._loader
             return
-        for x, y in iterate_batches(
-            self.images, self.batch_size, self.shuffle, self.generator, self.drop_last
-        ):
-            yield (x.pin_memory(), y) if self.pin_memory else (x, y)
+        for batch in iterate_batches(
+            self.images, self.batch_size, self.shuffle, self.generator, self.drop_last,
+            with_index=True,
+        ):  # fmt: skip
+            yield tuple(t.pin_memory() for t in batch) if self.pin_memory else batch

@@ -240,6 +240,9 @@ def _context(spec: RunSpec, data: PreparedData, dev) -> MethodContext:
         ),
         channels=data.channels,
         image_size=data.image_size,
+        train_size=len(data.train),
+        epochs=spec.optim.epochs if spec.optim else 0,  # no optim: a row that does not train
+        steps_per_epoch=epoch_steps(len(data.train), spec.optim.batch_size) if spec.optim else 0,
     )
 
 

@@ -1,9 +1,11 @@
 """Model registry: every model returns the last stage's feature map, the pooled feature and
-the logits (``ModelOutput``), which is all the losses of methods.md need."""
+the logits (``ModelOutput``), which is all the losses of methods.md need; methods that
+need earlier stages (hints) get them timm-style from ``forward_intermediates``."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,16 +25,55 @@ class ModelOutput(NamedTuple):
 
 
 class Classifier(nn.Module):
-    """Backbone + global average pooling + linear head."""
+    """Backbone + global average pooling + linear head.
 
-    def __init__(self, backbone: nn.Module, channels: int, num_classes: int) -> None:
+    ``backbone`` is a sequence of modules; ``stage_ends`` are the indices of the modules
+    whose outputs are the model's stages (small_cnn: its 3 width stages; ResNets:
+    ``layer1..layer4``), ``stage_channels`` their channel counts. Without them the last
+    feature map is the only stage."""
+
+    def __init__(
+        self,
+        backbone: nn.Sequential,
+        channels: int,
+        num_classes: int,
+        stage_ends: Sequence[int] | None = None,
+        stage_channels: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.feature_channels = channels
         self.fc = nn.Linear(channels, num_classes)
+        if (stage_ends is None) != (stage_channels is None):
+            raise ValueError("stage_ends and stage_channels go together")
+        if stage_ends is not None and len(stage_ends) != len(stage_channels):
+            raise ValueError(f"{len(stage_ends)} stage ends but {len(stage_channels)} channels")
+        self.stage_ends = tuple(stage_ends) if stage_ends is not None else (len(backbone) - 1,)
+        self.stage_channels = tuple(stage_channels) if stage_channels is not None else (channels,)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        fmap = self.backbone(x)
+        return self._head(self.backbone(x))
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> tuple[ModelOutput, list[torch.Tensor]]:
+        """The output of :meth:`forward` (bit for bit: the same modules in the same order)
+        and the maps of the stages ``indices`` (negative counts from the end; None: all),
+        in the order asked, from the same single pass."""
+        n = len(self.stage_ends)
+        wanted = range(n) if indices is None else indices
+        for i in wanted:
+            if not -n <= i < n:
+                raise IndexError(f"stage {i}: the model has {n} stages")
+        ends = [self.stage_ends[i] for i in wanted]
+        maps: dict[int, torch.Tensor] = {}
+        for i, module in enumerate(self.backbone):
+            x = module(x)
+            if i in ends:
+                maps[i] = x
+        return self._head(x), [maps[e] for e in ends]
+
+    def _head(self, fmap: torch.Tensor) -> ModelOutput:
         feat = fmap.mean(dim=(2, 3))
         return ModelOutput(fmap, feat, self.fc(feat))
 
@@ -56,7 +97,8 @@ def small_cnn(
     for cout, stride in zip(chans, strides):
         layers += [_conv_bn(cin, cout, stride), _conv_bn(cout, cout, 1)]
         cin = cout
-    return Classifier(nn.Sequential(*layers), chans[-1], num_classes)
+    ends = [1, 3, 5]  # the second conv of each stage
+    return Classifier(nn.Sequential(*layers), chans[-1], num_classes, ends, chans)
 
 
 def _torchvision_resnet(
@@ -77,7 +119,13 @@ def _torchvision_resnet(
     body = nn.Sequential(
         net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
     )
-    return Classifier(body, channels, num_classes)
+    stage_channels = [_out_channels(getattr(net, f"layer{i}")) for i in range(1, 5)]
+    return Classifier(body, channels, num_classes, [4, 5, 6, 7], stage_channels)
+
+
+def _out_channels(layer: nn.Module) -> int:
+    """Channels a ResNet layer outputs: those of its last BatchNorm (the last block's)."""
+    return [m for m in layer.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
 
 
 def _register_resnet(depth: int) -> None:

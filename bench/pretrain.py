@@ -25,8 +25,8 @@ from bench.evaluate import evaluate
 from bench.models import Classifier, build_model, load_pretrained
 from bench.runtime import seed_everything
 from bench.specs import PretrainSpec
-from bench.supervised import SupervisedFit
 from bench.train import fit
+from methods.supervised import Supervised
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def get_backbone(
     ).to(device)
     start = time.perf_counter()
     result = fit(
-        SupervisedFit(model),
+        Supervised.for_model(model, data.channels, data.image_size),
         data.train,
         data.val,
         data.views,

@@ -168,7 +168,7 @@ def _summary(rows: dict[str, Row]) -> list[str]:
         if row.method in FAMILY:
             reading = bases[id(row)]
         elif row.method == "cfl":
-            reading = row.params.get("reading", "–")
+            reading = row.params.get("reading", "cfl-reference")  # CFL's defaults are it
         ref = paper.get(row.method)
         ref_text = "–" if ref is None or row.method == "teacher" else f"{ref:.2f}"
         n = len(row.val) or len(row.test)

@@ -21,7 +21,7 @@ from bench.record import RunRecord
 from bench.runtime import seed_everything
 from bench.speed import resolve_speed
 from bench.teachers import get_teacher
-from bench.train import EpochCallback, fit
+from bench.train import EpochCallback, epoch_steps, fit
 from methods import METHODS, MethodContext
 
 
@@ -94,6 +94,9 @@ def execute(
         build_student=build_student,
         channels=data.channels,
         image_size=data.image_size,
+        train_size=len(data.train),
+        epochs=spec.optim.epochs if spec.optim else 0,  # no optim: a row that does not train
+        steps_per_epoch=epoch_steps(len(data.train), spec.optim.batch_size) if spec.optim else 0,
     )
     method = cls(ctx, cls.Params.model_validate(spec.params)).to(device)
     fitted = None

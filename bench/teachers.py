@@ -23,8 +23,8 @@ from bench.models import Classifier, build_model
 from bench.pretrain import get_backbone, load_backbone
 from bench.runtime import seed_everything
 from bench.specs import TeacherSpec
-from bench.supervised import SupervisedFit
 from bench.train import fit
+from methods.supervised import Supervised
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _train(
     if backbone is not None:
         load_backbone(model, backbone)
     model = model.to(device)
-    trainer = SupervisedFit(model)
+    trainer = Supervised.for_model(model, data.channels, data.image_size)
     start = time.perf_counter()
     result = fit(
         trainer,

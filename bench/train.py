@@ -1,7 +1,9 @@
 """The one training loop every student method (and teacher pre-training) shares.
 
 Adam with weight decay, cosine decay per step (methods.md "Total": Adam, lr 5e-4, cosine,
-wd 5e-4); the loss is ``sum(weight * term)`` over the plugin's named terms, each logged.
+wd 5e-4), unless the method declares its own parameter groups or schedule
+(:class:`bench.method.Method`); the loss is ``sum(weight * term)`` over the method's named
+terms, each logged; the method's ``on_step_end`` follows every optimiser step.
 Per epoch: mean of each term, lr, time, validation accuracy where a val split exists and,
 on CUDA, GPU utilisation and peak memory (:mod:`bench.utilisation`). The test split is
 never looked at here (no checkpoint selection on test).
@@ -32,10 +34,10 @@ from bench.data import EpochBatches
 from bench.datasets import LabelledImages
 from bench.evaluate import evaluate
 from bench.health import PROBE_SIZE, representation_health
+from bench.method import Batch, Method
 from bench.speed import SpeedPlan, resolve_speed
 from bench.utilisation import EpochUsage
 from bench.views import Views
-from methods.base import Batch, Method
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -66,13 +68,22 @@ class FitResult:
     compile_time: float | None = None  # seconds the first steps spent compiling (compile on)
 
 
-def make_optimizer(params, optim: OptimConfig, steps: int):
-    opt = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+def epoch_steps(train_size: int, batch_size: int) -> int:
+    """Optimiser steps per epoch: the last partial batch is dropped, but an epoch takes at
+    least one (a split smaller than a batch is one smaller batch)."""
+    return max(1, train_size // batch_size)
+
+
+def make_optimizer(params, optim: OptimConfig) -> torch.optim.Adam:
+    """Adam over ``params`` (tensors or parameter groups) at the suite's lr and decay."""
+    return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def make_schedule(opt, optim: OptimConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The suite's schedule over ``steps`` optimiser steps: cosine or constant."""
     if optim.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    return opt, sched
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
 @dataclass
@@ -85,30 +96,59 @@ class Training:
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     plan: SpeedPlan
+    steps_per_epoch: int  # for the global step number of a batch
 
 
-def make_training(method: Method, optim: OptimConfig, steps: int, plan: SpeedPlan) -> Training:
-    """Adam + schedule over ``steps`` steps on the method's trainable parameters."""
-    params = [p for p in method.parameters() if p.requires_grad]
-    opt, sched = make_optimizer(params, optim, steps)
+def make_training(
+    method: Method, optim: OptimConfig, steps: int, plan: SpeedPlan, steps_per_epoch: int = 0
+) -> Training:
+    """Adam + schedule over ``steps`` steps on the method's trainable parameters: the
+    method's own groups and schedule where it declares them, the suite's otherwise."""
+    groups = method.param_groups(optim.lr)
+    if groups is None:
+        groups = [p for p in method.parameters() if p.requires_grad]
+    else:
+        check_param_groups(method, groups)
+    opt = make_optimizer(groups, optim)
+    sched = method.lr_schedule(opt, steps)
+    if sched is None:
+        sched = make_schedule(opt, optim, steps)
     weights = {k: w for k, w in method.weights().items() if w != 0}
-    return Training(method, weights, opt, sched, plan.make_scaler(), plan)
+    spe = steps_per_epoch or steps  # none given: one epoch of ``steps``
+    return Training(method, weights, opt, sched, plan.make_scaler(), plan, spe)
 
 
-def make_batch(x, y, method: Method, views: Views, plan: SpeedPlan, device) -> Batch:
-    """A host batch -> the method's training views on the device."""
+def check_param_groups(method: Method, groups: list[dict[str, Any]]) -> None:
+    """Every trainable parameter of ``method`` in exactly one group, and nothing else."""
+    listed = [id(p) for g in groups for p in g["params"]]
+    trainable = {id(p) for p in method.parameters() if p.requires_grad}
+    if len(listed) != len(set(listed)) or set(listed) != trainable:
+        raise ValueError(
+            f"{type(method).__name__}.param_groups: the groups must hold every trainable "
+            f"parameter exactly once ({len(listed)} listed, {len(trainable)} trainable)"
+        )
+
+
+def make_batch(
+    x, y, method: Method, views: Views, plan: SpeedPlan, device, index=None, epoch=1, step=0
+) -> Batch:
+    """A host batch -> the method's training views (and sample indices) on the device."""
     x = plan.to_device(x, device)
     return Batch(
         x1=plan.format_input(views.train(x)),
         x2=plan.format_input(views.train(x)) if method.needs_second_view else None,
         y=plan.to_device(y, device) if method.uses_labels else None,
+        index=None if index is None else plan.to_device(index, device),
+        epoch=epoch,
+        step=step,
     )
 
 
 def train_step(training: Training, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimiser step on ``batch``: loss terms, ``sum(weight * term)``, backward, Adam,
-    schedule. Returns the weighted loss and the terms, detached, on the device: nothing
-    here waits for the device (except fp16's GradScaler, which checks for inf per step)."""
+    schedule, the method's ``on_step_end``. Returns the weighted loss and the terms,
+    detached, on the device: nothing here waits for the device (except fp16's GradScaler,
+    which checks for inf per step)."""
     t = training
     t.plan.begin_step()
     with t.plan.autocast():  # views (made before) and evaluation stay in float32
@@ -119,6 +159,7 @@ def train_step(training: Training, batch: Batch) -> tuple[torch.Tensor, dict[str
     t.scaler.step(t.opt)
     t.scaler.update()
     t.sched.step()
+    t.method.on_step_end(batch.step)
     return loss.detach(), {k: v.detach() for k, v in terms.items()}
 
 
@@ -183,6 +224,18 @@ class EpochStats:
     def step_time(self) -> float:
         return self.epoch_time - self.data_time
 
+    def record(self, epoch: int, lr: float) -> dict[str, Any]:
+        """The epoch's history entry, before validation: losses, lr (the first group's,
+        after the epoch's last step) and times."""
+        return {
+            **self.losses,
+            "epoch": epoch,
+            "lr": lr,
+            "epoch_time": self.epoch_time,
+            "data_time": self.data_time,
+            "step_time": self.step_time,  # views, forward, backward, optimiser
+        }
+
     def compile_time(self, warmup_steps: int) -> float | None:
         """Warm-up time beyond what as many steady steps take (the mean of the epoch's
         other steps); the whole warm-up when the epoch has no other step."""
@@ -212,9 +265,11 @@ def run_epoch(
     meter = LossMeter()
     data_time, warmup_time = 0.0, None
     start = waited = time.perf_counter()
-    for x, y in batches:
+    first_step = (epoch - 1) * training.steps_per_epoch
+    for i, (x, y, index) in enumerate(batches):
         data_time += time.perf_counter() - waited
-        meter.add(*train_step(training, make_batch(x, y, method, views, plan, device)))
+        batch = make_batch(x, y, method, views, plan, device, index, epoch, first_step + i)
+        meter.add(*train_step(training, batch))
         if meter.steps == warmup_steps:
             plan.synchronize(device)
             warmup_time = time.perf_counter() - start - data_time
@@ -341,20 +396,13 @@ def fit(
     plan.apply_global()
     plan.prepare_module(method)
     plan.compile_models(method)
-    steps_per_epoch = max(1, len(train) // optim.batch_size)
-    training = make_training(method, optim, optim.epochs * steps_per_epoch, plan)
+    steps_per_epoch = epoch_steps(len(train), optim.batch_size)
+    training = make_training(method, optim, optim.epochs * steps_per_epoch, plan, steps_per_epoch)
     result = FitResult()
     first = resume(checkpoint, training, generator, result, optim.epochs, callbacks)
-    batches = EpochBatches(
-        train,
-        optim.batch_size,
-        True,
-        generator,
-        drop_last=True,
-        num_workers=num_workers,
-        pin_memory=plan.pin_memory,
-        persistent_workers=plan.persistent_workers,
-    )
+    batches = EpochBatches(train, optim.batch_size, True, generator, drop_last=True,
+                           num_workers=num_workers, pin_memory=plan.pin_memory,
+                           persistent_workers=plan.persistent_workers)  # fmt: skip
     probe = health_probe(val, views, device)
     usage = EpochUsage.start(device)
     bar = tqdm(range(first, optim.epochs + 1), desc=desc, leave=False, disable=not progress)
@@ -365,14 +413,7 @@ def fit(
             result.train_time += stats.epoch_time
             if warmup:
                 result.compile_time = stats.compile_time(warmup)
-            record: dict[str, Any] = {
-                **stats.losses,
-                "epoch": epoch,
-                "lr": training.opt.param_groups[0]["lr"],
-                "epoch_time": stats.epoch_time,
-                "data_time": stats.data_time,
-                "step_time": stats.step_time,  # views, forward, backward, optimiser
-            }
+            record = stats.record(epoch, training.opt.param_groups[0]["lr"])
             record.update(validate(method, val, views, device, probe))
             record.update(usage.read())
             keep_best(result, record, method)

@@ -1,6 +1,8 @@
 """Method plugins: one file per method, each registered by name with ``@register``.
 
-Importing this package imports every module in it, so adding a method is adding a file.
+Importing this package imports every module in it, so adding a method is adding a file. The
+contract (``Method``, ``Batch``, ``MethodContext``, ``register``) is :mod:`bench.method`;
+it is re-exported here for plugins.
 """
 
 from __future__ import annotations
@@ -8,9 +10,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from methods.base import METHODS, Batch, Method, MethodContext, NoParams, register
+from bench.method import METHODS, Batch, Method, MethodContext, NoParams, register
 
-_NOT_PLUGINS = {"base", "losses", "common_space", "amalgamation"}
+_NOT_PLUGINS = {"losses", "common_space", "amalgamation"}
 
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in _NOT_PLUGINS and not _info.name.startswith("_"):

@@ -1,7 +1,7 @@
-"""The shared body of the amalgamation methods with feature-level terms: CFL and the CKA
-family (methods.md "Losses" and the method table). Not a plugin: ``cfl``, ``cka_intra``,
-``cka_inter`` and ``cka`` are subclasses of :class:`Amalgamation` that only change the
-defaults of :class:`AmalgamationParams` and the display name.
+"""The shared body of the CKA family (methods.md "Losses" and the method table). Not a
+plugin: ``cka_intra``, ``cka_inter`` and ``cka`` are subclasses of :class:`Amalgamation`
+that only change the defaults of :class:`AmalgamationParams` and the display name (CFL has
+its own loss file, :mod:`methods.cfl`, on the same common space and loss functions).
 
 The objective is Eq. 12 plus CFL's reconstruction term::
 
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext
+from bench.method import Batch, Method, MethodContext
 from methods.common_space import build_common_space
 from methods.losses import inter_contrast, intra_contrast, mmd2, soft_target_kl
 from methods.readings import READINGS, expand_reading
@@ -46,7 +46,7 @@ STUDENT_TERMS = ("intra", "inter", "align", "std")  # terms whose gradient reach
 
 
 class AmalgamationParams(BaseModel):
-    """Params shared by CFL and the CKA family. Loss weights default to Eq. 12's
+    """Params of the CKA family. Loss weights default to Eq. 12's
     (``l_intra = l_inter = l_d = 1``, ``l_a = 10``); every ambiguous reading of Eq. 3-12 is its
     own option, filled from the ``reading`` preset unless set (:mod:`methods.readings`)."""
 

@@ -1,28 +1,137 @@
-"""CFL (Luo et al., IJCAI 2019) as a row of the CKA paper's tables (methods.md method table):
+"""CFL (Luo et al., "Knowledge Amalgamation from Heterogeneous Networks by Common Feature
+Learning", IJCAI 2019) as a row of the CKA paper's tables (methods.md method table):
 
-    L = L_std + 10 L_align + 10 L_rec        (Eq. 11, Eq. 7-10 on the ``cfl`` block, CFL's MSE)
+    L = l_std L_std + l_align L_align + l_rec L_rec     (defaults 1, 10, 10)
 
-i.e. the CFL reference's ``soft CE + 10 * (MMD + beta * MSE)`` with ``beta = 1``, on its
-``CFL_ConvBlock`` common space (:class:`methods.common_space.CFLSpace`).
+* ``L_align``: ``sum_t MMD^2(f_S, f_t)`` between the student's and each teacher's features
+  in the common space (:mod:`methods.common_space`, :func:`methods.losses.mmd2`);
+* ``L_rec``: the common space's per-teacher reconstruction error of the raw teacher maps;
+* ``L_std``: soft-target KL towards the concatenated teachers
+  (:func:`methods.losses.soft_target_kl`).
+
+That is the CFL reference's ``soft CE + 10 * (MMD + beta * MSE)`` with ``beta = 1`` on its
+``CFL_ConvBlock`` (``common_space: cfl``, :class:`methods.common_space.CFLSpace`). The
+defaults of the readings it shares with the CKA family are the reference code's
+(``methods.readings.PRESETS["cfl-reference"]``: summed kernels on L2-normalised features,
+Hinton's batch-mean forward KL).
+
+``recipe``: ``harness`` (default) trains with the suite's optimiser and schedule like every
+other row; ``reference`` is the CFL reference's own recipe (methods.md "Total"): Adam with
+the student backbone at the suite's ``lr`` and the student's head and the common block at
+10x, the lr divided by 10 every 15 epochs (StepLR). The reference ran 30 epochs at lr 1e-4:
+set ``optim: {epochs: 30, lr: 1.0e-4}`` on the row for its whole setting.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
-from methods.base import register
-from methods.readings import READINGS
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bench.method import Batch, Method, MethodContext, register
+from methods.common_space import build_common_space
+from methods.losses import mmd2, soft_target_kl
+from methods.readings import PRESETS
+
+REFERENCE = PRESETS["cfl-reference"]
+HEAD_LR_FACTOR = 10.0  # the reference's head and CFL block lr, relative to the backbone's
+STEP_EPOCHS, STEP_GAMMA = 15, 0.1  # the reference's StepLR
+
+Weight = Annotated[float, Field(ge=0)]
 
 
-class CFLParams(AmalgamationParams):
-    reading: Literal[READINGS] = "cfl-reference"  # summed kernels, as the reference code
-    lambda_intra: Weight = 0.0
-    lambda_inter: Weight = 0.0
-    common_space: Literal["cfl", "mlp"] = "cfl"
+class CFLParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lambda_align: Weight = 10.0
+    lambda_std: Weight = 1.0
+    lambda_rec: Weight = REFERENCE["lambda_rec"]
+    T: float = Field(default=1.0, gt=0)  # L_std temperature
+    direction: Literal["forward", "reverse"] = REFERENCE["direction"]  # KL direction of L_std
+    std_reduction: Literal["mean", "sum"] = REFERENCE["std_reduction"]  # batch reduction
+    kernels: Literal["sum", "mean"] = REFERENCE["kernels"]  # MMD kernel combination
+    align_normalize: bool = REFERENCE["align_normalize"]  # L2-normalise before MMD
+    # MMD bandwidths (None: the CFL reference's)
+    sigmas: tuple[Annotated[float, Field(gt=0)], ...] | None = None
+    common_space: Literal["cfl", "mlp"] = "cfl"  # mlp: the CKA paper's block, raw L_rec target
+    recipe: Literal["harness", "reference"] = "harness"
+
+    @model_validator(mode="after")
+    def _student_term_on(self) -> CFLParams:
+        if self.lambda_align == 0 and self.lambda_std == 0:
+            raise ValueError(
+                "lambda_align and lambda_std are both 0: L_rec alone trains no student "
+                "parameter; turn on lambda_align or lambda_std"
+            )
+        return self
 
 
 @register("cfl")
-class CFL(Amalgamation):
+class CFL(Method):
     display = "CFL"
     Params = CFLParams
+
+    def __init__(self, ctx: MethodContext, params: CFLParams) -> None:
+        super().__init__(ctx, params)
+        self.student = ctx.build_student()
+        self.common = None
+        if params.lambda_align > 0 or params.lambda_rec > 0:
+            c_t = [t.feature_channels for t in ctx.teachers]
+            self.common = build_common_space(
+                params.common_space, self.student.feature_channels, c_t, rec_target="raw"
+            )
+        self.steps_per_epoch = ctx.steps_per_epoch
+
+    def weights(self) -> dict[str, float]:
+        p = self.params
+        return {"align": p.lambda_align, "rec": p.lambda_rec, "std": p.lambda_std}
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        p, w = self.params, self.weights()
+        teachers = self.teacher_outputs(batch.x1)
+        s1 = self.student(batch.x1)
+        terms: dict[str, torch.Tensor] = {}
+        if self.common is not None:
+            common = self.common(
+                s1.fmap if w["align"] > 0 else None,
+                [o.fmap for o in teachers],
+                reconstruct=w["rec"] > 0,
+            )
+            if w["align"] > 0:
+                terms["align"] = sum(
+                    mmd2(common.student, f_t, p.sigmas, p.align_normalize, p.kernels)
+                    for f_t in common.teachers
+                )
+            if w["rec"] > 0:
+                terms["rec"] = common.rec
+        if w["std"] > 0:
+            terms["std"] = soft_target_kl(
+                s1.logits, [o.logits for o in teachers], p.T, p.direction, p.std_reduction
+            )
+        return terms
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x).logits
+
+    def param_groups(self, lr: float) -> list[dict] | None:
+        """``reference``: the student backbone at ``lr``, its head and the common block
+        at 10x ``lr``."""
+        if self.params.recipe == "harness":
+            return None
+        fast = [*self.student.fc.parameters()]
+        if self.common is not None:
+            fast += self.common.parameters()
+        return [
+            {"params": [*self.student.backbone.parameters()], "lr": lr},
+            {"params": fast, "lr": HEAD_LR_FACTOR * lr},
+        ]
+
+    def lr_schedule(self, optimizer, total_steps: int):
+        """``reference``: every group's lr times 0.1 every 15 epochs."""
+        if self.params.recipe == "harness":
+            return None
+        if self.steps_per_epoch < 1:
+            raise ValueError("cfl recipe 'reference': the context gives no steps_per_epoch")
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, STEP_EPOCHS * self.steps_per_epoch, STEP_GAMMA
+        )

@@ -5,8 +5,8 @@ to 0 or swap ``distance`` of ``L_inter`` among euclidean / cosine / mmd.
 
 from __future__ import annotations
 
+from bench.method import register
 from methods.amalgamation import Amalgamation, AmalgamationParams
-from methods.base import register
 
 
 @register("cka")

@@ -5,8 +5,8 @@ space. One view per image (no ``x2``).
 
 from __future__ import annotations
 
+from bench.method import register
 from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
-from methods.base import register
 
 
 class CKAInterParams(AmalgamationParams):

@@ -12,7 +12,8 @@ a preset (``reading: <name>``) fills every option the user leaves unset:
   (``suites/readings.yaml``, ``python -m bench readings``; evidence in
   ``docs/reproduction.md``). Never chosen on test.
 * ``cfl-reference`` -- what the CFL reference code does (summed kernels on L2-normalised
-  features, ``L_rec`` on the raw teacher maps, Hinton's KL): the ``cfl`` row's reading.
+  features, ``L_rec`` on the raw teacher maps, Hinton's KL). ``cfl`` (its own params,
+  :mod:`methods.cfl`) takes its defaults from it; a CKA-family row can take it as a whole.
 
 Options that are not readings (loss weights other than ``lambda_rec``, ``alpha``, ``tau``,
 ``T``, ``distance``, ``common_space``, ``sigmas``) keep their own defaults under every preset.

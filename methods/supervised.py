@@ -1,12 +1,19 @@
-"""Supervised reference: the student trained with cross-entropy on the true union labels
-(the only student row that sees labels; an upper reference, not an amalgamation method)."""
+"""Supervised cross-entropy on the true labels of the images it is given.
+
+As a suite row (``supervised``): the student over the union labels, the only student row
+that sees labels (an upper reference, not an amalgamation method). Built by
+:meth:`Supervised.for_model`, the same loss trains one given model: a teacher on its
+task-local labels, a pretrain backbone on its dataset (``bench.teachers``,
+``bench.pretrain``).
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, register
+from bench.method import Batch, Method, MethodContext, NoParams, register
+from bench.models import Classifier
 
 
 @register("supervised")
@@ -17,6 +24,12 @@ class Supervised(Method):
     def __init__(self, ctx: MethodContext, params) -> None:
         super().__init__(ctx, params)
         self.student = ctx.build_student()
+
+    @classmethod
+    def for_model(cls, model: Classifier, channels: int, image_size: int) -> Supervised:
+        """Cross-entropy training of ``model`` itself (no teachers; its own classes)."""
+        ctx = MethodContext([], [model.fc.out_features], lambda: model, channels, image_size)
+        return cls(ctx, NoParams())
 
     def weights(self) -> dict[str, float]:
         return {"ce": 1.0}

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from methods.base import Batch, Method, MethodContext, register
+from bench.method import Batch, Method, MethodContext, register
 from methods.losses import soft_target_kl
 
 

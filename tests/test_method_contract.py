@@ -1,23 +1,33 @@
 """The method-plugin contract, checked for every registered method on tiny random teachers
 of different widths and output sizes (heterogeneous teachers), plus the amalgamation
 family's promises: weight-0 terms are never computed, frozen teachers get no gradient, and
-the common-space blocks agree in shape across heterogeneous models."""
+the common-space blocks agree in shape across heterogeneous models. The widened contract
+(sample indices, epoch, step, training-set size, parameter groups, ``on_step_end``,
+intermediate stages) is exercised by a plugin defined here through the real loop, and by
+the plugins that need it: ``hint_kd`` and CFL's reference recipe."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 from pydantic import ValidationError
 
-from bench.config import OptimConfig
+from bench.config import OptimConfig, validate_suite
 from bench.datasets.base import AugmentDefaults, TensorImages
-from bench.models import small_cnn
-from bench.train import fit
+from bench.models import build_model, small_cnn
+from bench.plan import expand
+from bench.runner import execute
+from bench.speed import SpeedPlan
+from bench.train import fit, make_training
 from bench.views import Views
-from methods import METHODS, Batch, MethodContext
+from methods import METHODS, Batch, Method, MethodContext, NoParams
 from methods.amalgamation import Amalgamation
 from methods.common_space import build_common_space
 from methods.readings import PRESETS, READING_OPTIONS
+from tests.conftest import tiny_suite
 
 PX = 8  # input size; the models below end at different spatial sizes on it
 TASKS = [3, 2]  # classes per teacher; the union has 5
@@ -35,7 +45,8 @@ def make_teachers() -> list:
     return teachers
 
 
-def make_ctx(teachers=None) -> MethodContext:
+def make_ctx(teachers=None, **run) -> MethodContext:
+    """``run``: train_size, epochs, steps_per_epoch."""
     teachers = teachers if teachers is not None else make_teachers()
     return MethodContext(
         teachers=teachers,
@@ -44,12 +55,13 @@ def make_ctx(teachers=None) -> MethodContext:
         build_student=lambda: small_cnn(sum(TASKS), in_channels=1, image_size=16, width=3),
         channels=1,
         image_size=PX,
+        **run,
     )
 
 
-def build(name: str, teachers=None, **params):
+def build(name: str, teachers=None, run=None, **params):
     cls = METHODS.get(name)
-    return cls(make_ctx(teachers), cls.Params(**params))
+    return cls(make_ctx(teachers, **(run or {})), cls.Params(**params))
 
 
 def tiny_data(n: int = 8) -> TensorImages:
@@ -118,9 +130,7 @@ def test_params_forbid_unknown_keys(name):
 
 
 EXPECTED_DEFAULTS = {  # methods.md method table: (intra, inter, align, std, rec), space
-    # (lambda_rec: the CFL reference's 10; the CKA family's default reading has no L_rec,
-    # as Eq. 12 -- methods/readings.py)
-    "cfl": ((0, 0, 10, 1, 10), "cfl", "CFL"),
+    # (the CKA family's default reading has no L_rec, as Eq. 12 -- methods/readings.py)
     "cka_intra": ((1, 0, 10, 1, 0), "mlp", "CKA-Intra"),
     "cka_inter": ((0, 1, 10, 1, 0), "mlp", "CKA-Inter"),
     "cka": ((1, 1, 10, 1, 0), "mlp", "CKA"),
@@ -136,11 +146,9 @@ def test_amalgamation_defaults_follow_the_method_table(name):
     assert (p.lambda_intra, p.lambda_inter, p.lambda_align, p.lambda_std, p.lambda_rec) == weights
     assert p.common_space == space and cls.display == display
     assert (p.alpha, p.distance, p.tau, p.T, p.sigmas) == (0.4, "euclidean", 1.0, 1.0, None)
-    # every reading option comes from the method's preset: `default` for the CKA family,
-    # the CFL reference code's for `cfl`
-    reading = "cfl-reference" if name == "cfl" else "default"
-    assert p.reading == reading
-    assert {k: getattr(p, k) for k in READING_OPTIONS} == PRESETS[reading]
+    # every reading option comes from the family's `default` preset
+    assert p.reading == "default"
+    assert {k: getattr(p, k) for k in READING_OPTIONS} == PRESETS["default"]
     expected = {
         "lambda_intra", "lambda_inter", "lambda_align", "lambda_std", "lambda_rec", "alpha",
         "distance", "tau", "direction", "T", "sigmas", "common_space", "reading",
@@ -148,6 +156,27 @@ def test_amalgamation_defaults_follow_the_method_table(name):
         "align_normalize", "rec_target", "std_reduction",
     }  # fmt: skip
     assert set(cls.Params.model_fields) == expected
+
+
+def test_cfl_has_its_own_params_with_the_reference_codes_defaults():
+    """methods.md: CFL = L_std + 10 L_align + 10 L_rec on the cfl block; the readings it
+    shares with the CKA family default to the CFL reference code's."""
+    cls = METHODS.get("cfl")
+    p = cls.Params()
+    assert (p.lambda_std, p.lambda_align, p.lambda_rec) == (1, 10, 10)
+    assert (p.common_space, p.recipe, p.T, p.sigmas) == ("cfl", "harness", 1.0, None)
+    assert cls.display == "CFL"
+    reference = PRESETS["cfl-reference"]
+    for option in ("kernels", "align_normalize", "std_reduction", "direction", "lambda_rec"):
+        assert getattr(p, option) == reference[option], option
+    assert set(cls.Params.model_fields) == {
+        "lambda_align", "lambda_std", "lambda_rec", "T", "direction", "std_reduction",
+        "kernels", "align_normalize", "sigmas", "common_space", "recipe",
+    }  # fmt: skip
+    with pytest.raises(ValidationError, match="alpha"):  # a CKA-only param is now an error
+        cls.Params(alpha=0.4)
+    with pytest.raises(ValidationError, match="L_rec alone"):
+        cls.Params(lambda_align=0, lambda_std=0)
 
 
 def test_all_weights_zero_is_an_error():
@@ -312,3 +341,165 @@ def test_common_space_without_student_or_reconstruction():
     for kind in ("cfl", "mlp"):
         out = build_common_space(kind, 12, [16, 24])(None, TEACHERS, reconstruct=False)
         assert out.student is None and out.rec is None and len(out.teachers) == 2
+
+
+# ------------------------------------------------------------ the widened contract
+
+
+class Recorder(Method):
+    """A plugin using everything the contract offers beyond views: sample indices (with
+    labels, to check they name the right images), epoch, step, the training-set size, two
+    parameter groups, ``on_step_end`` and the first stage of the student."""
+
+    uses_labels = True
+
+    def __init__(self, ctx: MethodContext, params) -> None:
+        super().__init__(ctx, params)
+        self.student = ctx.build_student()
+        self.train_size, self.seen, self.after_step = ctx.train_size, [], []
+        self.register_buffer("visits", torch.zeros(ctx.train_size))  # a memory-bank stand-in
+
+    def weights(self) -> dict[str, float]:
+        return {"fit": 1.0}
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        out, (first,) = self.student.forward_intermediates(batch.x1, [0])
+        self.seen.append((batch.index.clone(), batch.y.clone(), batch.epoch, batch.step))
+        self.visits[batch.index] += 1
+        return {"fit": F.cross_entropy(out.logits, batch.y) + first.square().mean()}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x).logits
+
+    def param_groups(self, lr: float):
+        head = list(self.student.fc.parameters())
+        body = list(self.student.backbone.parameters())
+        return [{"params": body}, {"params": head, "lr": 2 * lr}]  # the first at the suite's
+
+    def lr_schedule(self, optimizer, total_steps: int):
+        self.optimizer, self.total_steps = optimizer, total_steps
+        return None  # the suite's schedule
+
+    def on_step_end(self, step: int) -> None:
+        self.after_step.append((step, [g["lr"] for g in self.optimizer.param_groups]))
+
+
+def test_a_plugin_sees_indices_epoch_step_groups_and_stages_through_the_loop():
+    n, batch_size, epochs, lr = 10, 4, 2, 1e-3  # 2 steps per epoch, the last 2 images dropped
+    data = tiny_data(n)
+    data.labels = torch.tensor([0, 1, 2, 3, 4, 4, 3, 2, 1, 0])  # tells the images apart
+    ctx = make_ctx(train_size=n, epochs=epochs, steps_per_epoch=2)
+    method = Recorder(ctx, NoParams())
+    lrs = []
+    optim = OptimConfig(epochs=epochs, batch_size=batch_size, lr=lr)
+    fit(method, data, None, VIEWS, optim, torch.device("cpu"), torch.Generator().manual_seed(5),
+        callbacks=[lambda epoch, record: lrs.append(record["lr"])], progress=False)  # fmt: skip
+    # the data order: one randperm of the generator per epoch, full batches only
+    g = torch.Generator().manual_seed(5)
+    orders = [torch.randperm(n, generator=g) for _ in range(epochs)]
+    expected = [order[i : i + batch_size] for order in orders for i in (0, batch_size)]
+    assert [s[0].tolist() for s in method.seen] == [e.tolist() for e in expected]
+    for index, y, *_ in method.seen:
+        assert torch.equal(y, data.labels[index])  # the indices name the batch's images
+    assert [(s[2], s[3]) for s in method.seen] == [(1, 0), (1, 1), (2, 2), (2, 3)]
+    assert method.visits.sum() == 4 * batch_size and method.visits.max() <= epochs
+    # on_step_end after every step, after the schedule: cosine over 4 steps, per group
+    assert method.total_steps == 4
+    assert [s for s, _ in method.after_step] == [0, 1, 2, 3]
+    for step, group_lrs in method.after_step:
+        cosine = (1 + math.cos(math.pi * (step + 1) / 4)) / 2
+        assert group_lrs == pytest.approx([lr * cosine, 2 * lr * cosine], abs=1e-12)
+    assert lrs == pytest.approx([lr / 2, 0.0], abs=1e-12)  # the first group's, per epoch
+
+
+def test_param_groups_must_cover_every_trainable_parameter_once():
+    class Partial(Recorder):
+        def param_groups(self, lr):
+            return [{"params": list(self.student.fc.parameters())}]
+
+    method = Partial(make_ctx(train_size=8), NoParams())
+    with pytest.raises(ValueError, match="every trainable parameter exactly once"):
+        make_training(method, OptimConfig(), 10, SpeedPlan())
+
+
+@pytest.mark.parametrize("arch", ["small_cnn", "resnet18"])
+def test_forward_intermediates_is_forward_bit_for_bit(arch):
+    torch.manual_seed(0)
+    params = {"width": 4} if arch == "small_cnn" else {"small_input": True}
+    model = build_model(arch, num_classes=3, in_channels=1, image_size=PX, **params).eval()
+    x = torch.randn(2, 1, PX, PX)
+    with torch.no_grad():
+        want = model(x)
+        out, stages = model.forward_intermediates(x)
+        _, picked = model.forward_intermediates(x, [-1, 0])
+    assert all(torch.equal(a, b) for a, b in zip(out, want))
+    expected = (4, 8, 16) if arch == "small_cnn" else (64, 128, 256, 512)
+    assert model.stage_channels == expected
+    assert tuple(s.shape[1] for s in stages) == expected
+    assert torch.equal(stages[-1], want.fmap)
+    assert torch.equal(picked[0], stages[-1]) and torch.equal(picked[1], stages[0])
+    with pytest.raises(IndexError, match="stage 9"):
+        model.forward_intermediates(x, [9])
+
+
+def test_hint_kd_loss_is_the_explicit_fitnets_hint_plus_kd():
+    teachers = make_teachers()
+    method = build("hint_kd", teachers, T=2.0, lambda_hint=0.5)  # stage -2: the middle one
+    assert method.weights() == {"hint": 0.5, "std": 1.0}
+    x = VIEWS.test(tiny_data().images)
+    terms = method.loss_terms(Batch(x1=x))
+    with torch.no_grad():  # by hand: the middle stage ends at backbone module 3
+        s_map = method.student.backbone[:4](x)  # 6 ch, 4x4
+        hints = []
+        for t, reg in zip(teachers, method.regressors):
+            t_map = t.backbone[:4](x)  # 8 ch 4x4; 12 ch 8x8 (pooled to 4x4)
+            r = F.conv2d(s_map, reg.weight, reg.bias)
+            if t_map.shape[2] != r.shape[2]:
+                t_map = F.avg_pool2d(t_map, 2)
+            hints.append(((r - t_map) ** 2).mean())
+        p_t = torch.softmax(torch.cat([t(x).logits for t in teachers], 1) / 2, 1)
+        log_p_s = torch.log_softmax(method.student(x).logits / 2, 1)
+        kd = 4 * (p_t * (p_t.log() - log_p_s)).sum(1).mean()
+    assert [r.out_channels for r in method.regressors] == [8, 12]
+    torch.testing.assert_close(terms["hint"], (hints[0] + hints[1]) / 2)
+    torch.testing.assert_close(terms["std"], kd)
+    with pytest.raises(ValueError, match="stage 3: the student has 3 stages"):
+        build("hint_kd", teachers, stage=3)
+
+
+def test_cfl_reference_recipe_groups_at_10x_and_steps_down_every_15_epochs():
+    run = {"train_size": 8, "epochs": 30, "steps_per_epoch": 2}
+    method = build("cfl", run=run, recipe="reference")
+    training = make_training(method, OptimConfig(lr=1e-4, epochs=30), 60, SpeedPlan(), 2)
+    backbone, fast = training.opt.param_groups
+    body_ids = {id(p) for p in method.student.backbone.parameters()}
+    assert {id(p) for p in backbone["params"]} == body_ids
+    fast_ids = {*map(id, method.student.fc.parameters()), *map(id, method.common.parameters())}
+    assert {id(p) for p in fast["params"]} == fast_ids
+    assert (backbone["lr"], fast["lr"]) == pytest.approx((1e-4, 1e-3))
+    lrs = []
+    for _ in range(31):  # step 30 is the first of epoch 16
+        training.opt.step()
+        training.sched.step()
+        lrs.append([g["lr"] for g in training.opt.param_groups])
+    assert lrs[28] == pytest.approx([1e-4, 1e-3])  # after step 29, the last of epoch 15
+    assert lrs[29] == pytest.approx([1e-5, 1e-4])  # StepLR's boundary: 15 epochs of 2 steps
+    # the harness recipe: the suite's single group and cosine
+    harness = make_training(build("cfl", run=run), OptimConfig(lr=1e-4), 60, SpeedPlan(), 2)
+    assert len(harness.opt.param_groups) == 1
+    assert isinstance(harness.sched, torch.optim.lr_scheduler.CosineAnnealingLR)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        make_training(build("cfl", recipe="reference"), OptimConfig(), 60, SpeedPlan())
+
+
+def test_a_real_run_gives_the_method_its_run_length(tmp_path):
+    """The runner fills the context's train_size / epochs / steps_per_epoch: CFL's reference
+    recipe needs steps_per_epoch for its StepLR, and keeps the lr flat within the first 15
+    epochs where the suite's cosine would end the epoch at 0."""
+    suite = tiny_suite(methods=[{"name": "cfl", "params": {"recipe": "reference"}}])
+    suite["datasets"][0]["tasks"] = [[0, 1], [2, 3]]  # 4 of the 10 digits: a quick run
+    suite["teachers"]["optim"]["epochs"] = suite["optim"]["epochs"] = 1
+    (run,) = expand(validate_suite(suite, "t"))
+    rec = execute(run, tmp_path, torch.device("cpu"), progress=False)
+    assert rec["status"] == "finished", rec.get("error")
+    assert rec["history"][0]["lr"] == pytest.approx(suite["optim"]["lr"])

@@ -181,12 +181,17 @@ def test_epoch_batches_match_iterate_batches(tmp_path, kind):
         torch.stack([files[i][0] for i in range(len(files))]), files.labels)  # fmt: skip
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     reused = EpochBatches(images, 5, True, g1, drop_last=True, num_workers=0)
+    g3 = torch.Generator().manual_seed(3)
     for _ in range(3):  # three epochs: one reused loader vs a new one each epoch
         a = list(reused)
-        b = list(iterate_batches(images, 5, True, g2, drop_last=True))
-        assert len(a) == len(b) == 2
-        for (xa, ya), (xb, yb) in zip(a, b):
-            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        b = list(iterate_batches(images, 5, True, g2, drop_last=True, with_index=True))
+        plain = list(iterate_batches(images, 5, True, g3, drop_last=True))  # no index
+        assert len(a) == len(b) == len(plain) == 2
+        for (xa, ya, ia), (xb, yb, ib), (xc, yc) in zip(a, b, plain):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ia, ib)
+            assert torch.equal(xa, xc) and torch.equal(ya, yc)  # indices draw nothing
+            assert torch.equal(ya, images.labels[ia])  # and name the batch's images
+            assert all(torch.equal(xa[j], images[int(i)][0]) for j, i in enumerate(ia))
 
 
 def test_persistent_workers_survive_epochs(tmp_path):

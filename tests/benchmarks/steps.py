@@ -79,7 +79,7 @@ def floor_step(kind: str, ctx: MethodContext, x1, x2):
     """Teachers' forward on x1 (not for ``student``) + student forward/backward on x1 (and
     x2 for ``2-view``) + Adam step."""
     student = ctx.build_student().train()
-    opt, _ = make_optimizer(list(student.parameters()), OptimConfig(), 1)
+    opt = make_optimizer(list(student.parameters()), OptimConfig())
     views = [x1, x2] if kind == "2-view" else [x1]
 
     def step():

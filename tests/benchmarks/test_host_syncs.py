@@ -76,10 +76,11 @@ def loop_steps(name: str):
     views = Views(AugmentDefaults(image_size=16), 16, (0.5,) * 3, (0.25,) * 3)  # every op on
     x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
     y = torch.randint(0, 10, (8,))
+    index = torch.randperm(8)
     meter = LossMeter()
 
     def step():
-        batch = make_batch(x, y, training.method, views, training.plan, DEVICE)
+        batch = make_batch(x, y, training.method, views, training.plan, DEVICE, index, 1, 0)
         meter.add(*train_step(training, batch))
 
     return step, meter

@@ -43,7 +43,7 @@ def epoch_seconds(images, workers: int) -> float:
                            drop_last=True, num_workers=workers, persistent_workers=True)  # fmt: skip
     list(batches)  # first epoch: workers start, page cache warms
     start = time.perf_counter()
-    n = sum(len(x) for x, _ in batches)
+    n = sum(len(x) for x, _, _ in batches)
     assert n == len(images) - len(images) % 32
     return time.perf_counter() - start
 
