@@ -23,37 +23,17 @@ from typing import Any
 import torch
 
 from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
-from bench.config import SpeedConfig
+from bench.context import ExecOptions
 from bench.data import prepare
 from bench.launch_ray import run_on_ray
 from bench.placement import init_worker, placement, visible_gpus
 from bench.plan import PlannedRun
 from bench.runner import execute, failure_record
-from bench.runtime import resolve_device
 from bench.store import RunStore
 from bench.teachers import get_teacher
-from bench.tracking import RunTracker, TrackingTarget
+from bench.tracking import RunTracker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ExecOptions:
-    """Everything a run needs besides its spec; the same for every launcher (picklable)."""
-
-    results_root: Path
-    device: str = "auto"  # auto | cpu | cuda, resolved in the process that executes
-    num_workers: int = 0  # DataLoader workers per run
-    progress: bool = True
-    tracking: TrackingTarget | None = None
-    checkpoint_every: int = 0
-    speed: SpeedConfig | None = None
-    with_test: bool = True
-
-    def torch_device(self):
-        """``device`` resolved in the process that executes (``auto`` on a Ray worker
-        with a GPU is CUDA even when the driver has none)."""
-        return resolve_device(self.device)
 
 
 @dataclass(frozen=True)
@@ -99,20 +79,15 @@ def execute_safely(run: PlannedRun, options: ExecOptions) -> Record:
     checkpoint."""
     tracker = None
     try:
-        device = options.torch_device()
+        options = options.resolved()
         if options.tracking is not None:
-            tracker = RunTracker.start(options.tracking, run, str(device))
+            tracker = RunTracker.start(options.tracking, run, str(options.device))
         run_dir = RunStore(Path(options.results_root) / run.meta.suite).run_dir(run.key)
         rec = execute(
             run,
-            results_root=options.results_root,
-            device=device,
-            num_workers=options.num_workers,
+            options,
             callbacks=[tracker.on_epoch] if tracker else [],
-            progress=options.progress,
-            with_test=options.with_test,
             checkpoint=Checkpoint(run_dir / CHECKPOINT_NAME, options.checkpoint_every, run.key),
-            speed=options.speed,
         )
     except Exception as exc:  # recorded as failed; the suite goes on
         rec = failure_record(run, exc)
@@ -130,22 +105,14 @@ def execute_safely(run: PlannedRun, options: ExecOptions) -> Record:
 
 def warm_teachers(runs: list[PlannedRun], options: ExecOptions) -> None:
     """Train every teacher the runs need, once, before runs fan out in parallel."""
-    device = options.torch_device()
+    options = options.resolved()
     seen: set[str] = set()
     for run in runs:
         data = prepare(run.spec.dataset_config(), with_test=options.with_test)
         for tspec in run.spec.teacher_specs(len(data.layout.tasks)):
             if tspec.key not in seen:
                 seen.add(tspec.key)
-                get_teacher(
-                    tspec,
-                    data,
-                    Path(options.results_root) / "teachers",
-                    device,
-                    num_workers=options.num_workers,
-                    progress=options.progress,
-                    speed=options.speed,
-                )
+                get_teacher(tspec, data, options)
 
 
 # ------------------------------------------------------------------ launchers

@@ -1,7 +1,7 @@
 """Independent runs on a Ray cluster (``--launcher ray``): one task per run, with
 ``gpus_per_run`` GPUs (fractional: several runs share a GPU) when the cluster has GPUs and
 the suite does not run on the CPU. Every task gets the suite's whole
-:class:`~bench.launch.ExecOptions` (speed, checkpoint cadence, tracking target, ...).
+:class:`~bench.context.ExecOptions` (speed, checkpoint cadence, tracking target, ...).
 Ray is an optional extra: ``pip install -e ".[ray]"``."""
 
 from __future__ import annotations

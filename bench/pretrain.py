@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from bench.atomic import atomic_torch_save, atomic_write_json, read_json
-from bench.config import DatasetConfig, SpeedConfig
+from bench.config import DatasetConfig
+from bench.context import ExecOptions
 from bench.data import PreparedData, load_source, prepare
 from bench.errors import BenchError, ConfigError
 from bench.evaluate import evaluate
@@ -52,17 +53,13 @@ def prepare_source(spec: PretrainSpec, with_test: bool = True) -> PreparedData:
     return prepare(cfg, tasks=[classes], with_test=with_test)
 
 
-def get_backbone(
-    spec: PretrainSpec,
-    cache_root: Path,
-    device: torch.device,
-    num_workers: int = 0,
-    progress: bool = True,
-    speed: SpeedConfig | None = None,
-) -> tuple[Path, dict[str, Any]]:
-    """The cached backbone file of ``spec`` (trained and cached first if missing) and its
-    metadata (``cached``: whether it was already there)."""
-    folder = Path(cache_root) / spec.key
+def get_backbone(spec: PretrainSpec, options: ExecOptions) -> tuple[Path, dict[str, Any]]:
+    """The cached backbone file of ``spec`` under ``options.pretrain_root`` (trained on
+    ``options.device`` and cached first if missing) and its metadata (``cached``: whether
+    it was already there)."""
+    options = options.resolved()
+    device = options.device
+    folder = options.pretrain_root / spec.key
     weights, meta_path = folder / BACKBONE_FILE, folder / "meta.json"
     meta = read_json(meta_path)
     if meta is not None and weights.is_file():
@@ -86,10 +83,10 @@ def get_backbone(
         spec.optim,
         device,
         generator,
-        num_workers=num_workers,
+        num_workers=options.num_workers,
         desc=f"pretrain {spec.key[:8]}",
-        progress=progress,
-        speed=speed,
+        progress=options.progress,
+        speed=options.speed,
     )
     model.eval()
     acc = evaluate(lambda x: model(x).logits, data.test, data.views, None, device)["acc"]

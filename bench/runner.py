@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
-import torch
-
 from bench.checkpoint import Checkpoint
-from bench.config import SpeedConfig
+from bench.context import ExecOptions
 from bench.data import prepare
 from bench.evaluate import evaluate
 from bench.health import longest_fall
@@ -27,30 +24,26 @@ from methods import METHODS, MethodContext
 
 def execute(
     run: PlannedRun,
-    results_root: Path,
-    device: torch.device,
-    num_workers: int = 0,
+    options: ExecOptions,
     callbacks: list[EpochCallback] = (),
-    progress: bool = True,
-    with_test: bool = True,
     checkpoint: Checkpoint | None = None,
-    speed: SpeedConfig | None = None,
 ) -> dict[str, Any]:
     """Run one RunSpec to completion and return its finished record (raises on failure).
 
-    ``with_test=False`` (tuning): the test split is never loaded or evaluated; the record
-    has validation metrics only. ``checkpoint``: resume the student's training from it
-    and save to it (:mod:`bench.checkpoint`); the record says ``resumed_from_epoch``.
+    ``options`` (:class:`~bench.context.ExecOptions`): ``with_test=False`` (tuning): the
+    test split is never loaded or evaluated, the record has validation metrics only;
     ``speed``: the suite's GPU speed switches (:mod:`bench.speed`), for the teachers and
-    the student; the record's ``speed`` says what they resolved to on ``device``."""
+    the student, and the record's ``speed`` says what they resolved to on the device.
+    ``checkpoint``: resume the student's training from it and save to it
+    (:mod:`bench.checkpoint`); the record says ``resumed_from_epoch``."""
+    options = options.resolved()
+    device, num_workers, speed = options.device, options.num_workers, options.speed
     spec = run.spec
     t0 = time.perf_counter()
-    data = prepare(spec.dataset_config(), with_test=with_test)
+    data = prepare(spec.dataset_config(), with_test=options.with_test)
     backbone, pretrain_meta = None, None
     if spec.pretrain is not None:
-        backbone, meta = get_backbone(
-            spec.pretrain, Path(results_root) / "pretrain", device, num_workers, progress, speed
-        )
+        backbone, meta = get_backbone(spec.pretrain, options)
         pretrain_meta = {
             "key": spec.pretrain.key,
             "cached": meta["cached"],
@@ -59,9 +52,7 @@ def execute(
         }
     teachers, teacher_meta = [], []
     for tspec in spec.teacher_specs(len(data.layout.tasks)):
-        model, meta = get_teacher(
-            tspec, data, Path(results_root) / "teachers", device, num_workers, progress, speed
-        )
+        model, meta = get_teacher(tspec, data, options)
         teachers.append(model)
         teacher_meta.append(
             {
@@ -112,7 +103,7 @@ def execute(
             callbacks=callbacks,
             num_workers=num_workers,
             desc=f"{run.meta.row} s{spec.seed}",
-            progress=progress,
+            progress=options.progress,
             checkpoint=checkpoint,
             speed=speed,
         )

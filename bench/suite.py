@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -16,13 +17,13 @@ from bench.checkpoint import CHECKPOINT_NAME
 from bench.claims import Claims
 from bench.claims import describe as describe_owner
 from bench.config import SuiteConfig
+from bench.context import ExecOptions
 from bench.errors import StorageError
-from bench.launch import ExecOptions, Slots, launch
+from bench.launch import Slots, launch
 from bench.migrate import migrate
 from bench.plan import PlannedRun, expand, planned_cells
 from bench.pretrain import get_backbone
 from bench.progress import bar as progress_bar
-from bench.runtime import resolve_device
 from bench.specs import unique_stages
 from bench.store import RunStore
 from bench.tracking import SuiteTracker, one_line
@@ -67,20 +68,21 @@ def run_suite(
     runs = expand(suite, seeds)
     store = RunStore(results_root / suite.name)
     device_name = device or suite.device
-    here = resolve_device(device_name)  # fails early on cuda-without-GPU
+    options = ExecOptions(
+        results_root=results_root,
+        device=device_name,  # resolved in the process that executes (a Ray task's own GPU)
+        num_workers=suite.num_workers,
+        progress=progress,
+        checkpoint_every=suite.checkpoint_every,
+        speed=suite.speed,
+    )
+    here = options.resolved()  # fails early on cuda-without-GPU
     moved = migrate(runs, results_root)  # results filed under keys with data locations
     if moved:
         print(moved, file=out)
     # pretrain stages first, once each: a bad source fails here, before anything is written
     for stage in unique_stages(r.spec.pretrain for r in runs if not store.is_finished(r.key)):
-        get_backbone(
-            stage,
-            results_root / "pretrain",
-            here,
-            num_workers=suite.num_workers,
-            progress=progress,
-            speed=suite.speed,
-        )
+        get_backbone(stage, here)
     outcome = SuiteOutcome(store.suite_dir)
     claims = Claims()
     tracker = None
@@ -117,7 +119,8 @@ def run_suite(
             store.suite_dir / "suite.yaml",
             yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False),
         )
-        tracking = tracker.target if tracker is not None else None
+        if tracker is not None:
+            options = dataclasses.replace(options, tracking=tracker.target)
 
         def record(run: PlannedRun, rec: dict[str, Any]) -> None:
             try:
@@ -175,15 +178,6 @@ def run_suite(
         todo = claimed(pending) if launcher == "serial" else list(claimed(pending))
         bar = progress_bar(
             total=len(pending), desc=f"suite {suite.name}", unit="run", show=progress
-        )
-        options = ExecOptions(
-            results_root=results_root,
-            device=device_name,
-            num_workers=suite.num_workers,
-            progress=progress,
-            tracking=tracking,
-            checkpoint_every=suite.checkpoint_every,
-            speed=suite.speed,
         )
         slots = Slots(workers, suite.gpus_per_run if gpus_per_run is None else gpus_per_run)
         for run, rec in launch(launcher, todo, options, slots):

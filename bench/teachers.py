@@ -16,7 +16,7 @@ import torch
 
 from bench.atomic import atomic_torch_save, atomic_write_json, read_json
 from bench.claims import describe, release, try_claim
-from bench.config import SpeedConfig
+from bench.context import ExecOptions
 from bench.data import PreparedData
 from bench.evaluate import evaluate
 from bench.models import Classifier, build_model
@@ -48,30 +48,24 @@ def _freeze(model: Classifier, device: torch.device) -> Classifier:
 
 
 def get_teacher(
-    spec: TeacherSpec,
-    data: PreparedData,
-    cache_root: Path,
-    device: torch.device,
-    num_workers: int = 0,
-    progress: bool = True,
-    speed: SpeedConfig | None = None,
-    pretrain_root: Path | None = None,
+    spec: TeacherSpec, data: PreparedData, options: ExecOptions
 ) -> tuple[Classifier, dict[str, Any]]:
-    """Load the cached teacher for ``spec`` or train and cache it; return it frozen with
-    its metadata (``cached``: whether it was loaded). ``speed``: the suite's GPU speed
-    switches for training it (``bench.speed``; never part of its key). A teacher with a
-    ``pretrain`` stage starts from its backbone, cached under ``pretrain_root`` (default:
-    ``pretrain/`` beside ``cache_root``) and trained first if missing. A teacher another
-    live process is training is waited for, never trained twice (``bench.claims``)."""
-    folder = Path(cache_root) / spec.key
+    """Load the cached teacher for ``spec`` (under ``options.teacher_root``) or train and
+    cache it; return it frozen on ``options.device`` with its metadata (``cached``:
+    whether it was loaded). ``options.speed``: the suite's GPU speed switches for training
+    it (``bench.speed``; never part of its key). A teacher with a ``pretrain`` stage starts
+    from its backbone (:func:`bench.pretrain.get_backbone`), trained first if missing. A
+    teacher another live process is training is waited for, never trained twice
+    (``bench.claims``)."""
+    options = options.resolved()
+    folder = options.teacher_root / spec.key
     weights, meta_path = folder / "teacher.pt", folder / "meta.json"
     if not _cached_or_claimed(folder, spec):
-        return _load_cached(spec, data, weights, meta_path, device)
+        return _load_cached(spec, data, weights, meta_path, options.device)
     try:
         if read_json(meta_path) is not None and weights.is_file():  # finished meanwhile
-            return _load_cached(spec, data, weights, meta_path, device)
-        root = pretrain_root or Path(cache_root).parent / "pretrain"
-        return _train(spec, data, weights, meta_path, device, num_workers, progress, speed, root)
+            return _load_cached(spec, data, weights, meta_path, options.device)
+        return _train(spec, data, weights, meta_path, options)
     finally:
         release(folder)
 
@@ -107,14 +101,11 @@ def _load_cached(spec, data, weights: Path, meta_path: Path, device):
     return model, {**meta, "cached": True}
 
 
-def _train(
-    spec, data, weights: Path, meta_path: Path, device, num_workers, progress, speed, pretrain_root
-):
+def _train(spec, data, weights: Path, meta_path: Path, options: ExecOptions):
+    device = options.device
     backbone = None
     if spec.pretrain is not None:  # first: training it must not move this teacher's seed
-        backbone, _ = get_backbone(
-            spec.pretrain, pretrain_root, device, num_workers, progress, speed
-        )
+        backbone, _ = get_backbone(spec.pretrain, options)
     generator = seed_everything(spec.seed)
     model = _build(spec, data)
     if backbone is not None:
@@ -130,10 +121,10 @@ def _train(
         spec.optim,
         device,
         generator,
-        num_workers=num_workers,
+        num_workers=options.num_workers,
         desc=f"teacher T{spec.task + 1}",
-        progress=progress,
-        speed=speed,
+        progress=options.progress,
+        speed=options.speed,
     )
     # None when the data was prepared without its test split (tuning never reads it)
     acc = _own_test_acc(model, data, spec.task, device) if data.test is not None else None

@@ -38,6 +38,7 @@ import yaml
 from optuna.trial import TrialState
 
 from bench.atomic import atomic_write_bytes, atomic_write_text
+from bench.context import ExecOptions
 from bench.errors import ConfigError
 from bench.plan import PlannedRun, expand
 from bench.tracking.client import flatten_params
@@ -68,6 +69,17 @@ class TuneJob:
     @property
     def out_dir(self) -> Path:
         return self.results_root / "tune" / self.study
+
+    @property
+    def options(self) -> ExecOptions:
+        """How a trial's runs execute: never with the test split (tuning reads val only)."""
+        return ExecOptions(
+            results_root=self.results_root,
+            device=self.device,
+            num_workers=self.cfg.num_workers,
+            progress=self.progress,
+            with_test=False,
+        )
 
 
 def default_storage(results_root: Path, study: str) -> str:
@@ -179,20 +191,12 @@ def trial_runs(cfg: TuneConfig, point: dict[str, Any]) -> list[PlannedRun]:
 def warm_teachers(job: TuneJob) -> None:
     """Train (or load) the teachers once, before workers fan out, without the test split."""
     from bench.data import prepare
-    from bench.runtime import resolve_device
     from bench.teachers import get_teacher
 
     run = trial_runs(job.cfg, {k: s.extremes()[0] for k, s in job.cfg.space.items()})[0]
     data = prepare(run.spec.dataset_config(), with_test=False)
     for tspec in run.spec.teacher_specs(len(data.layout.tasks)):
-        get_teacher(
-            tspec,
-            data,
-            job.results_root / "teachers",
-            resolve_device(job.device),
-            job.cfg.num_workers,
-            job.progress,
-        )
+        get_teacher(tspec, data, job.options)
 
 
 class Objective:
@@ -200,10 +204,10 @@ class Objective:
 
     def __init__(self, job: TuneJob) -> None:
         self.job = job
+        self.options = job.options.resolved()  # once per worker process
 
     def __call__(self, trial: optuna.Trial) -> float:
         from bench.runner import execute
-        from bench.runtime import resolve_device
 
         job, cfg = self.job, self.job.cfg
         point = suggest(trial, cfg)
@@ -227,15 +231,7 @@ class Objective:
                             f"seed {seed} epoch {epoch}: val_acc {record['val_acc']:.4f}"
                         )
 
-                rec = execute(
-                    run,
-                    job.results_root,
-                    resolve_device(job.device),
-                    cfg.num_workers,
-                    callbacks=[report],
-                    progress=job.progress,
-                    with_test=False,
-                )
+                rec = execute(run, self.options, callbacks=[report])
                 metrics = rec["metrics"]
                 value = metrics["val_acc" if cfg.objective.epoch == "last" else "best_val_acc"]
                 values.append(float(value))
@@ -300,8 +296,6 @@ def tune(
 ) -> TuneOutcome:
     """Run (or resume) the study of ``cfg``; write its outputs; return a summary.
     ``timeout`` (or ``budget.timeout``) counts from now: no trial starts after it."""
-    from bench.runtime import resolve_device
-
     start = time.time()
     results_root = Path(results_root).resolve()
     budget = cfg.budget.model_copy(
@@ -310,7 +304,7 @@ def tune(
     cfg = cfg.model_copy(update={"budget": budget})
     study_name = study_name or cfg.name
     device = device or cfg.device
-    resolve_device(device)  # fail early on cuda-without-GPU
+    ExecOptions(results_root, device).resolved()  # fail early on cuda-without-GPU
     if mlflow:
         from bench.tracking import resolve_tracking_uri
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from bench.config import DatasetConfig, validate_suite
+from bench.context import ExecOptions
 from bench.data import prepare
 from bench.datasets import DATASETS
 from bench.evaluate import evaluate
@@ -26,7 +27,7 @@ def _run(tmp_path, suite: dict) -> list[dict]:
     """Every planned run of ``suite`` through the runner (what ``bench run`` executes per
     run, without the suite's tables and plots); teachers cached under ``tmp_path``."""
     runs = expand(validate_suite(suite, "test"))
-    return [execute(run, tmp_path, torch.device("cpu"), progress=False) for run in runs]
+    return [execute(run, ExecOptions(tmp_path, "cpu", progress=False)) for run in runs]
 
 
 def test_heterogeneous_teachers_run_every_common_space_method(tmp_path):

@@ -18,7 +18,8 @@ import torch
 from bench import launch as launch_mod
 from bench.cli import main
 from bench.config import SpeedConfig, validate_suite
-from bench.launch import LAUNCHERS, ExecOptions, Slots, execute_safely, launch
+from bench.context import ExecOptions
+from bench.launch import LAUNCHERS, Slots, execute_safely, launch
 from bench.launch_ray import run_on_ray
 from bench.placement import CUDA_ENV, gpu_for_worker, init_worker, visible_gpus
 from bench.plan import expand
@@ -138,8 +139,8 @@ def test_ray_tasks_get_every_exec_option(
     monkeypatch.setitem(sys.modules, "ray", fake)
     seen = []
 
-    def fake_execute(run, *, results_root, device, num_workers, **kwargs):  # all by name
-        seen.append({"results_root": results_root, "num_workers": num_workers, **kwargs})
+    def fake_execute(run, options, *, callbacks, checkpoint):  # the rest by name
+        seen.append((options, checkpoint))
         return RunRecord.for_run(run, "finished").dump()
 
     monkeypatch.setattr(launch_mod, "execute", fake_execute)
@@ -158,10 +159,10 @@ def test_ray_tasks_get_every_exec_option(
     assert [c["num_gpus"] for c in fake.calls] == [expected_gpus] * 2
     assert fake.calls[0]["kwargs"]["options"].speed == speed  # passed by name
     assert targets == [target, target]
-    for got in seen:
-        assert got["speed"] == speed and got["with_test"] is False and got["progress"] is False
-        assert got["checkpoint"].every == 4 and got["num_workers"] == 3
-        assert got["results_root"] == tmp_path
+    for got, checkpoint in seen:  # the whole context reached the task, device resolved there
+        assert got.speed == speed and got.with_test is False and got.progress is False
+        assert checkpoint.every == 4 and got.num_workers == 3 and got.checkpoint_every == 4
+        assert got.results_root == tmp_path and isinstance(got.device, torch.device)
 
 
 def test_ray_gpus_per_run_out_of_range_and_ray_missing(tmp_path, monkeypatch):

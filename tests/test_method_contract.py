@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 
 from bench.config import OptimConfig, validate_suite
+from bench.context import ExecOptions
 from bench.datasets.base import AugmentDefaults, TensorImages
 from bench.models import build_model, small_cnn
 from bench.plan import expand
@@ -500,6 +501,6 @@ def test_a_real_run_gives_the_method_its_run_length(tmp_path):
     suite["datasets"][0]["tasks"] = [[0, 1], [2, 3]]  # 4 of the 10 digits: a quick run
     suite["teachers"]["optim"]["epochs"] = suite["optim"]["epochs"] = 1
     (run,) = expand(validate_suite(suite, "t"))
-    rec = execute(run, tmp_path, torch.device("cpu"), progress=False)
+    rec = execute(run, ExecOptions(tmp_path, "cpu", progress=False))
     assert rec["status"] == "finished", rec.get("error")
     assert rec["history"][0]["lr"] == pytest.approx(suite["optim"]["lr"])

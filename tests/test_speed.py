@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from bench.config import SpeedConfig, validate_suite
+from bench.context import ExecOptions
 from bench.data import EpochBatches, iterate_batches
 from bench.datasets import DATASETS, FileImages, TensorImages
 from bench.errors import BenchError
@@ -211,5 +212,5 @@ def test_record_says_what_speed_plan_ran(tmp_path):
     suite["teachers"]["optim"]["epochs"] = 1
     suite = validate_suite(suite, "t")
     (run,) = expand(suite)
-    rec = execute(run, tmp_path, CPU, progress=False, speed=suite.speed)
+    rec = execute(run, ExecOptions(tmp_path, CPU, progress=False, speed=suite.speed))
     assert rec["speed"]["amp_dtype"] == "off" and rec["speed"]["channels_last"] is False

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.context import ExecOptions
 from tests.conftest import ROOT, tiny_suite, write_suite
 
 mlflow = pytest.importorskip("mlflow")
@@ -408,13 +409,16 @@ def test_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(tracked, t
         raise Stop
 
     with pytest.raises(Stop):
-        execute(run, root, cpu, progress=False, checkpoint=ckpt, callbacks=[stop])
+        execute(run, ExecOptions(root, cpu, progress=False), checkpoint=ckpt, callbacks=[stop])
     saved = torch.load(ckpt.path, map_location="cpu", weights_only=True)
     assert saved["epoch"] == 1 and saved["key"] == run.key
 
     seen = []
     resumed = execute(
-        run, root, cpu, progress=False, checkpoint=ckpt, callbacks=[lambda e, r: seen.append(e)]
+        run,
+        ExecOptions(root, cpu, progress=False),
+        checkpoint=ckpt,
+        callbacks=[lambda e, r: seen.append(e)],
     )
     assert resumed["resumed_from_epoch"] == 1 and seen == [1, 2]  # epoch 1 replayed
     assert resumed["metrics"] == reference["metrics"]

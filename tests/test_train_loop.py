@@ -19,6 +19,7 @@ import torch
 from bench import runner
 from bench.checkpoint import Checkpoint
 from bench.config import OptimConfig, SpeedConfig, validate_suite
+from bench.context import ExecOptions
 from bench.datasets import DATASETS
 from bench.models import build_model
 from bench.plan import expand
@@ -217,6 +218,6 @@ def test_compile_time_reaches_result_json_timings(monkeypatch, tmp_path):
     suite["teachers"]["optim"]["epochs"] = suite["optim"]["epochs"] = 1
     suite = validate_suite(suite, "t")
     (run,) = expand(suite)
-    rec = runner.execute(run, tmp_path, torch.device("cpu"), progress=False, speed=suite.speed)
+    rec = runner.execute(run, ExecOptions(tmp_path, "cpu", progress=False, speed=suite.speed))
     assert rec["timings"]["compile"] == 1.25 and rec["speed"]["compile_mode"] is None
     assert rec["timings"]["train"] < rec["timings"]["total"]
