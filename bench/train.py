@@ -319,56 +319,62 @@ def keep_best(result: FitResult, record: dict[str, Any], method: Method) -> None
         result.best_state = copy.deepcopy(method.state_dict())
 
 
-def resume(
-    checkpoint: Checkpoint | None,
-    training: Training,
-    generator: torch.Generator,
-    result: FitResult,
-    epochs: int,
-    callbacks: list[EpochCallback] = (),
-) -> int:
-    """Restore the run from ``checkpoint`` when it holds a saved epoch (the restored
-    epochs are replayed through ``callbacks``, so they see the whole history in order).
-    Returns the first epoch still to train (1 without a checkpoint)."""
-    saved = checkpoint.load(epochs) if checkpoint is not None else None
-    if saved is None:
-        return 1
-    training.method.load_state_dict(saved["method"])
-    training.opt.load_state_dict(saved["optimizer"])
-    training.sched.load_state_dict(saved["scheduler"])
-    set_rng_state(saved["rng"], generator)
-    if saved.get("scaler"):
-        training.scaler.load_state_dict(saved["scaler"])
-    result.history = list(saved["history"])
-    result.best_val_acc, result.best_val_epoch = saved["best_val_acc"], saved["best_val_epoch"]
-    result.best_state = saved["best_state"]
-    result.train_time = saved["train_time"]
-    result.resumed_from_epoch = int(saved["epoch"])
-    for record in result.history:
-        for callback in callbacks:
-            callback(record["epoch"], record)
-    return result.resumed_from_epoch + 1
+@dataclass
+class Resume:
+    """What lets a killed run continue where it stopped: the method, optimiser, schedule
+    and scaler state, the data order's generator and the history so far, saved to and
+    restored from ``checkpoint`` (None: the run neither saves nor resumes)."""
 
+    checkpoint: Checkpoint | None
+    training: Training
+    generator: torch.Generator
+    result: FitResult
 
-def save_checkpoint(
-    checkpoint: Checkpoint, training: Training, generator, result: FitResult, epoch: int
-) -> None:
-    """Everything :func:`resume` needs to continue after ``epoch``."""
-    checkpoint.save(
-        {
-            "epoch": epoch,
-            "method": training.method.state_dict(),
-            "optimizer": training.opt.state_dict(),
-            "scheduler": training.sched.state_dict(),
-            "rng": rng_state(generator),
-            "history": result.history,
-            "best_val_acc": result.best_val_acc,
-            "best_val_epoch": result.best_val_epoch,
-            "best_state": result.best_state,
-            "train_time": result.train_time,
-            "scaler": training.scaler.state_dict(),
-        }
-    )
+    def restore(self, epochs: int, callbacks: list[EpochCallback] = ()) -> int:
+        """Restore the run when the checkpoint holds a saved epoch (the restored epochs
+        are replayed through ``callbacks``, so they see the whole history in order).
+        Returns the first epoch still to train (1 without a checkpoint)."""
+        saved = self.checkpoint.load(epochs) if self.checkpoint is not None else None
+        if saved is None:
+            return 1
+        t, result = self.training, self.result
+        t.method.load_state_dict(saved["method"])
+        t.opt.load_state_dict(saved["optimizer"])
+        t.sched.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"], self.generator)
+        if saved.get("scaler"):
+            t.scaler.load_state_dict(saved["scaler"])
+        result.history = list(saved["history"])
+        result.best_val_acc, result.best_val_epoch = saved["best_val_acc"], saved["best_val_epoch"]
+        result.best_state = saved["best_state"]
+        result.train_time = saved["train_time"]
+        result.resumed_from_epoch = int(saved["epoch"])
+        for record in result.history:
+            for callback in callbacks:
+                callback(record["epoch"], record)
+        return result.resumed_from_epoch + 1
+
+    def save_if_due(self, epoch: int, epochs: int) -> None:
+        """Save everything :meth:`restore` needs to continue after ``epoch``, when the
+        checkpoint's cadence says so."""
+        if self.checkpoint is None or not self.checkpoint.due(epoch, epochs):
+            return
+        t, result = self.training, self.result
+        self.checkpoint.save(
+            {
+                "epoch": epoch,
+                "method": t.method.state_dict(),
+                "optimizer": t.opt.state_dict(),
+                "scheduler": t.sched.state_dict(),
+                "rng": rng_state(self.generator),
+                "history": result.history,
+                "best_val_acc": result.best_val_acc,
+                "best_val_epoch": result.best_val_epoch,
+                "best_state": result.best_state,
+                "train_time": result.train_time,
+                "scaler": t.scaler.state_dict(),
+            }
+        )
 
 
 def fit(
@@ -399,7 +405,8 @@ def fit(
     steps_per_epoch = epoch_steps(len(train), optim.batch_size)
     training = make_training(method, optim, optim.epochs * steps_per_epoch, plan, steps_per_epoch)
     result = FitResult()
-    first = resume(checkpoint, training, generator, result, optim.epochs, callbacks)
+    resume = Resume(checkpoint, training, generator, result)
+    first = resume.restore(optim.epochs, callbacks)
     batches = EpochBatches(train, optim.batch_size, True, generator, drop_last=True,
                            num_workers=num_workers, pin_memory=plan.pin_memory,
                            persistent_workers=plan.persistent_workers)  # fmt: skip
@@ -418,8 +425,7 @@ def fit(
             record.update(usage.read())
             keep_best(result, record, method)
             result.history.append(record)
-            if checkpoint is not None and checkpoint.due(epoch, optim.epochs):
-                save_checkpoint(checkpoint, training, generator, result, epoch)
+            resume.save_if_due(epoch, optim.epochs)
             bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")
             for callback in callbacks:
                 callback(epoch, record)
