@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from bench.method import Batch, Method, MethodContext
-from methods.common_space import build_common_space
-from methods.losses import inter_contrast, intra_contrast, mmd2, soft_target_kl
+from methods.common_space import build_common_space, common_space_terms
+from methods.losses import inter_contrast, intra_contrast, soft_target_kl
 from methods.readings import READINGS, expand_reading
 
 Weight = Annotated[float, Field(ge=0)]
@@ -157,18 +157,18 @@ class Amalgamation(Method):
                 p.kernels,
             )
         if self.common is not None:
-            common = self.common(
-                s1.fmap if w["align"] > 0 else None,
-                [o.fmap for o in teachers],
-                reconstruct=w["rec"] > 0,
-            )
-            if w["align"] > 0:
-                terms["align"] = sum(
-                    mmd2(common.student, f_t, p.sigmas, p.align_normalize, p.kernels)
-                    for f_t in common.teachers
+            terms.update(
+                common_space_terms(
+                    self.common,
+                    s1.fmap,
+                    [o.fmap for o in teachers],
+                    w["align"] > 0,
+                    w["rec"] > 0,
+                    p.sigmas,
+                    p.align_normalize,
+                    p.kernels,
                 )
-            if w["rec"] > 0:
-                terms["rec"] = common.rec
+            )
         if w["std"] > 0:
             terms["std"] = soft_target_kl(
                 s1.logits, [o.logits for o in teachers], p.T, p.direction, p.std_reduction

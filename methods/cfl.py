@@ -30,8 +30,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.method import Batch, Method, MethodContext, register
-from methods.common_space import build_common_space
-from methods.losses import mmd2, soft_target_kl
+from methods.common_space import build_common_space, common_space_terms
+from methods.losses import soft_target_kl
 from methods.readings import PRESETS
 
 REFERENCE = PRESETS["cfl-reference"]
@@ -92,18 +92,18 @@ class CFL(Method):
         s1 = self.student(batch.x1)
         terms: dict[str, torch.Tensor] = {}
         if self.common is not None:
-            common = self.common(
-                s1.fmap if w["align"] > 0 else None,
-                [o.fmap for o in teachers],
-                reconstruct=w["rec"] > 0,
-            )
-            if w["align"] > 0:
-                terms["align"] = sum(
-                    mmd2(common.student, f_t, p.sigmas, p.align_normalize, p.kernels)
-                    for f_t in common.teachers
+            terms.update(
+                common_space_terms(
+                    self.common,
+                    s1.fmap,
+                    [o.fmap for o in teachers],
+                    w["align"] > 0,
+                    w["rec"] > 0,
+                    p.sigmas,
+                    p.align_normalize,
+                    p.kernels,
                 )
-            if w["rec"] > 0:
-                terms["rec"] = common.rec
+            )
         if w["std"] > 0:
             terms["std"] = soft_target_kl(
                 s1.logits, [o.logits for o in teachers], p.T, p.direction, p.std_reduction

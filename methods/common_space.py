@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.losses import mmd2
+
 ADAPTER_CHANNELS = 256
 COMMON_CHANNELS = 128
 
@@ -215,3 +217,27 @@ def build_common_space(
     except KeyError:
         raise ValueError(f"common_space: unknown {kind!r} (known: cfl, mlp)") from None
     return cls(student_channels, list(teacher_channels))
+
+
+def common_space_terms(
+    space: CommonSpace,
+    student_fmap: torch.Tensor,
+    teacher_fmaps: Sequence[torch.Tensor],
+    align: bool,
+    rec: bool,
+    sigmas: Sequence[float] | None,
+    normalize: bool,
+    kernels: str,
+) -> dict[str, torch.Tensor]:
+    """The common space's terms, each only when asked for: ``align`` = L_align (Eq. 7-10,
+    ``sum_t MMD^2(f_S, f_t)`` in the common space, :func:`methods.losses.mmd2`) and ``rec``
+    = L_rec (CFL's per-teacher reconstruction error). Shared by CFL and the CKA family."""
+    common = space(student_fmap if align else None, teacher_fmaps, reconstruct=rec)
+    terms: dict[str, torch.Tensor] = {}
+    if align:
+        terms["align"] = sum(
+            mmd2(common.student, f_t, sigmas, normalize, kernels) for f_t in common.teachers
+        )
+    if rec:
+        terms["rec"] = common.rec
+    return terms
