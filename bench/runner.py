@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.checkpoint import Checkpoint
 from bench.context import ExecOptions
-from bench.data import prepare
+from bench.data import PreparedData, prepare
 from bench.evaluate import evaluate
 from bench.health import longest_fall
 from bench.models import build_model
@@ -19,7 +19,7 @@ from bench.runtime import seed_everything
 from bench.speed import resolve_speed
 from bench.teachers import get_teacher
 from bench.train import EpochCallback, epoch_steps, fit
-from methods import METHODS, MethodContext
+from methods import METHODS, Method, MethodContext
 
 
 def execute(
@@ -41,57 +41,13 @@ def execute(
     spec = run.spec
     t0 = time.perf_counter()
     data = prepare(spec.dataset_config(), with_test=options.with_test)
-    backbone, pretrain_meta = None, None
-    if spec.pretrain is not None:
-        backbone, meta = get_backbone(spec.pretrain, options)
-        pretrain_meta = {
-            "key": spec.pretrain.key,
-            "cached": meta["cached"],
-            "test_acc": meta["test_acc"],
-            "overlap_classes": class_overlap(meta, spec.dataset, data.layout.class_names),
-        }
-    teachers, teacher_meta = [], []
-    for tspec in spec.teacher_specs(len(data.layout.tasks)):
-        model, meta = get_teacher(tspec, data, options)
-        teachers.append(model)
-        teacher_meta.append(
-            {
-                "key": tspec.key,
-                "arch": tspec.arch,
-                "cached": meta["cached"],
-                "test_acc_own_classes": meta["test_acc_own_classes"],
-            }
-        )
+    backbone, pretrain_meta = pretrained_backbone(spec, data, options)
+    teachers, teacher_meta = frozen_teachers(spec, data, options)
     t_teachers = time.perf_counter() - t0
-
-    def build_student():
-        model = build_model(
-            spec.student.arch,
-            num_classes=data.layout.num_classes,
-            in_channels=data.channels,
-            image_size=data.image_size,
-            pretrained=spec.student.pretrained,
-            **spec.student.params,
-        )
-        if backbone is not None:
-            load_backbone(model, backbone)
-        return model
-
-    generator = seed_everything(spec.seed)
-    cls = METHODS.get(spec.method)
-    ctx = MethodContext(
-        teachers=teachers,
-        task_sizes=data.layout.sizes,
-        build_student=build_student,
-        channels=data.channels,
-        image_size=data.image_size,
-        train_size=len(data.train),
-        epochs=spec.optim.epochs if spec.optim else 0,  # no optim: a row that does not train
-        steps_per_epoch=epoch_steps(len(data.train), spec.optim.batch_size) if spec.optim else 0,
-    )
-    method = cls(ctx, cls.Params.model_validate(spec.params)).to(device)
+    generator = seed_everything(spec.seed)  # after the teachers: their training seeds itself
+    method = build_method(spec, data, teachers, backbone).to(device)
     fitted = None
-    if cls.trains:
+    if method.trains:
         fitted = fit(
             method,
             data.train,
@@ -108,23 +64,7 @@ def execute(
             speed=speed,
         )
     method.eval()
-    metrics: dict[str, Any] = {}
-    if data.test is not None:
-        test = evaluate(method.predict, data.test, data.views, data.layout, device, num_workers)
-        metrics.update(test_acc=test["acc"], task_acc=test["task_acc"])
-    if data.val is not None and len(data.val):
-        if fitted is not None and fitted.best_state is not None:
-            metrics["val_acc"] = fitted.history[-1].get("val_acc")
-            metrics["best_val_acc"] = fitted.best_val_acc
-            metrics["best_val_epoch"] = fitted.best_val_epoch
-            falls = longest_fall([h.get("val_acc") for h in fitted.history])
-            metrics["val_falls"], metrics["val_fall_drop"] = falls
-            if data.test is not None:
-                method.load_state_dict(fitted.best_state)
-                best = evaluate(method.predict, data.test, data.views, data.layout, device)
-                metrics["test_acc_at_best_val"] = best["acc"]
-        else:
-            metrics["val_acc"] = evaluate(method.predict, data.val, data.views, None, device)["acc"]
+    metrics = score(method, data, fitted, device, num_workers)
     return RunRecord.for_run(
         run,
         "finished",
@@ -142,6 +82,93 @@ def execute(
         speed=resolve_speed(speed, device, num_workers).describe(),
         resumed_from_epoch=fitted.resumed_from_epoch if fitted else None,
     ).dump()
+
+
+def pretrained_backbone(spec, data: PreparedData, options: ExecOptions):
+    """The pretrain stage's backbone file (trained first if missing) and what the record
+    says of it; ``(None, None)`` for a run from scratch."""
+    if spec.pretrain is None:
+        return None, None
+    backbone, meta = get_backbone(spec.pretrain, options)
+    return backbone, {
+        "key": spec.pretrain.key,
+        "cached": meta["cached"],
+        "test_acc": meta["test_acc"],
+        "overlap_classes": class_overlap(meta, spec.dataset, data.layout.class_names),
+    }
+
+
+def frozen_teachers(spec, data: PreparedData, options: ExecOptions):
+    """One frozen teacher per task (cached or trained first) and what the record says of
+    each."""
+    teachers, meta_out = [], []
+    for tspec in spec.teacher_specs(len(data.layout.tasks)):
+        model, meta = get_teacher(tspec, data, options)
+        teachers.append(model)
+        meta_out.append(
+            {
+                "key": tspec.key,
+                "arch": tspec.arch,
+                "cached": meta["cached"],
+                "test_acc_own_classes": meta["test_acc_own_classes"],
+            }
+        )
+    return teachers, meta_out
+
+
+def build_method(spec, data: PreparedData, teachers, backbone) -> Method:
+    """The run's method plugin with its validated params, over a student built on demand
+    (initialised from ``backbone`` when the run has a pretrain stage)."""
+
+    def build_student():
+        model = build_model(
+            spec.student.arch,
+            num_classes=data.layout.num_classes,
+            in_channels=data.channels,
+            image_size=data.image_size,
+            pretrained=spec.student.pretrained,
+            **spec.student.params,
+        )
+        if backbone is not None:
+            load_backbone(model, backbone)
+        return model
+
+    cls = METHODS.get(spec.method)
+    ctx = MethodContext(
+        teachers=teachers,
+        task_sizes=data.layout.sizes,
+        build_student=build_student,
+        channels=data.channels,
+        image_size=data.image_size,
+        train_size=len(data.train),
+        epochs=spec.optim.epochs if spec.optim else 0,  # no optim: a row that does not train
+        steps_per_epoch=epoch_steps(len(data.train), spec.optim.batch_size) if spec.optim else 0,
+    )
+    return cls(ctx, cls.Params.model_validate(spec.params))
+
+
+def score(method: Method, data: PreparedData, fitted, device, num_workers: int) -> dict[str, Any]:
+    """Test accuracy (union and per task) of the final weights; with a val split also the
+    last and best val accuracy, the val curve's longest fall and the test accuracy of
+    the best-val weights (selection on val only, never on test)."""
+    metrics: dict[str, Any] = {}
+    if data.test is not None:
+        test = evaluate(method.predict, data.test, data.views, data.layout, device, num_workers)
+        metrics.update(test_acc=test["acc"], task_acc=test["task_acc"])
+    if data.val is not None and len(data.val):
+        if fitted is not None and fitted.best_state is not None:
+            metrics["val_acc"] = fitted.history[-1].get("val_acc")
+            metrics["best_val_acc"] = fitted.best_val_acc
+            metrics["best_val_epoch"] = fitted.best_val_epoch
+            falls = longest_fall([h.get("val_acc") for h in fitted.history])
+            metrics["val_falls"], metrics["val_fall_drop"] = falls
+            if data.test is not None:
+                method.load_state_dict(fitted.best_state)
+                best = evaluate(method.predict, data.test, data.views, data.layout, device)
+                metrics["test_acc_at_best_val"] = best["acc"]
+        else:
+            metrics["val_acc"] = evaluate(method.predict, data.val, data.views, None, device)["acc"]
+    return metrics
 
 
 def failure_record(run: PlannedRun, exc: BaseException) -> dict[str, Any]:

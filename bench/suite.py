@@ -67,10 +67,9 @@ def run_suite(
     results_root = Path(results_root).resolve()
     runs = expand(suite, seeds)
     store = RunStore(results_root / suite.name)
-    device_name = device or suite.device
     options = ExecOptions(
         results_root=results_root,
-        device=device_name,  # resolved in the process that executes (a Ray task's own GPU)
+        device=device or suite.device,  # resolved where a run executes (a Ray task's GPU)
         num_workers=suite.num_workers,
         progress=progress,
         checkpoint_every=suite.checkpoint_every,
@@ -85,114 +84,27 @@ def run_suite(
         get_backbone(stage, here)
     outcome = SuiteOutcome(store.suite_dir)
     claims = Claims()
-    tracker = None
-    if mlflow:
-        from bench.plots import run_figures  # matplotlib: only when runs are tracked
-
-        tracker = SuiteTracker.open(
-            suite.name,
-            results_root,
-            tracking_uri,
-            params={
-                "seeds": sorted({r.meta.seed for r in runs}),
-                "device": device_name,
-                "launcher": launcher,
-                "checkpoint_every": suite.checkpoint_every,
-                "runs": len(runs),
-                "results": str(results_root),
-            },
-            figures=run_figures,
-        )
+    tracker = open_tracker(suite, runs, options, launcher, tracking_uri) if mlflow else None
     try:
         if tracker is not None:
             tracker.reconcile(runs, store, out)
-        pending = []
-        for run in runs:
-            if store.is_finished(run.key):
-                outcome.skipped.append(run.key)
-                (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
-            else:
-                pending.append(run)
-        if outcome.skipped:
-            print(f"skipping {len(outcome.skipped)} finished run(s) (result.json found)", file=out)
+            options = dataclasses.replace(options, tracking=tracker.target)
+        pending = skip_finished(runs, store, outcome, out)
         atomic_write_text(
             store.suite_dir / "suite.yaml",
             yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False),
         )
-        if tracker is not None:
-            options = dataclasses.replace(options, tracking=tracker.target)
-
-        def record(run: PlannedRun, rec: dict[str, Any]) -> None:
-            try:
-                store.write(rec)
-            except OSError as exc:  # full disk, read-only results: stop, keep the rest
-                raise StorageError(
-                    f"cannot write the result of run {run.key} ({run.meta.row} / "
-                    f"{run.meta.column} / seed {run.meta.seed}) to "
-                    f"{store.result_path(run.key)}: {exc.strerror or exc}; earlier results "
-                    "are intact, re-run to resume"
-                ) from None
-            finally:
-                claims.release(store.run_dir(run.key))
-            if tracker is not None:
-                tracker.record_done(run, rec)
-            if on_record:
-                on_record(run, rec)
-            if rec["status"] == "finished":
-                (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
-                outcome.ran.append(run.key)
-                if not progress:  # no bars: one line per finished run instead
-                    acc = rec["metrics"].get("test_acc", rec["metrics"].get("val_acc"))
-                    print(
-                        f"done {run.meta.row} / {run.meta.column} / seed {run.meta.seed}"
-                        + (f": test_acc {acc:.4f}" if isinstance(acc, float) else "")
-                        + f" ({rec['timings'].get('total', 0.0):.1f}s)",
-                        file=out,
-                        flush=True,
-                    )
-            else:
-                outcome.failed.append(run.key)
-                print(
-                    f"FAILED {run.meta.row} / {run.meta.column} / seed {run.meta.seed}: {rec['error']}",
-                    file=out,
-                )
-
-        def claimed(runs: list[PlannedRun]) -> Iterator[PlannedRun]:
-            """Runs this process may execute: claimed now, and not finished meanwhile."""
-            for run in runs:
-                ok, owner = claims.take(store.run_dir(run.key))
-                if not ok:
-                    outcome.held.append(run.key)
-                    print(
-                        f"skipping {run.meta.row} / {run.meta.column} / seed {run.meta.seed}: "
-                        f"run {run.key} is being executed by {describe_owner(owner)}",
-                        file=out,
-                    )
-                elif store.is_finished(run.key):  # another process finished it meanwhile
-                    claims.release(store.run_dir(run.key))
-                    outcome.skipped.append(run.key)
-                else:
-                    yield run
-
+        record = Recorder(store, claims, outcome, tracker, on_record, progress, out)
         # serial: claim each run just before it starts; pools: claim all before fanning out
-        todo = claimed(pending) if launcher == "serial" else list(claimed(pending))
-        bar = progress_bar(
-            total=len(pending), desc=f"suite {suite.name}", unit="run", show=progress
-        )
+        todo = claimed(pending, store, claims, outcome, out)
+        todo = todo if launcher == "serial" else list(todo)
+        bar = progress_bar(total=len(pending), desc=f"suite {suite.name}", unit="run", show=progress)  # fmt: skip
         slots = Slots(workers, suite.gpus_per_run if gpus_per_run is None else gpus_per_run)
         for run, rec in launch(launcher, todo, options, slots):
             record(run, rec)
             bar.update(1)
         bar.close()
-
-        from bench.report import write_suite_tables
-
-        if any(store.is_finished(r.key) for r in runs):
-            written = write_suite_tables(store.suite_dir, planned_cells(runs))
-            if isinstance(written, dict):
-                outcome.tables = [Path(p) for p in written.values()]
-            table_md = store.suite_dir / "table.md"
-            outcome.table = table_md.read_text() if table_md.is_file() else str(written or "")
+        write_tables(store, runs, outcome)
     except BaseException as exc:
         if tracker is not None:
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
@@ -201,17 +113,138 @@ def run_suite(
     finally:
         claims.release_all()
     if tracker is not None:
-        n_failed = len(outcome.failed)
-        tracker.close(
-            "FAILED" if n_failed else "FINISHED",
-            counts={
-                "total": len(runs),
-                "ran": len(outcome.ran),
-                "skipped": len(outcome.skipped),
-                "failed": n_failed,
-            },
-            artifacts=[store.suite_dir / "suite.yaml", *outcome.tables],
-            base=store.suite_dir,
-            error=f"{n_failed} of {len(runs)} run(s) failed" if n_failed else None,
-        )
+        close_tracker(tracker, runs, outcome, store)
     return outcome
+
+
+def open_tracker(
+    suite: SuiteConfig, runs, options: ExecOptions, launcher: str, uri
+) -> SuiteTracker:
+    """The suite's MLflow parent run (:mod:`bench.tracking`), with the invocation's params."""
+    from bench.plots import run_figures  # matplotlib: only when runs are tracked
+
+    return SuiteTracker.open(
+        suite.name,
+        options.results_root,
+        uri,
+        params={
+            "seeds": sorted({r.meta.seed for r in runs}),
+            "device": options.device,
+            "launcher": launcher,
+            "checkpoint_every": suite.checkpoint_every,
+            "runs": len(runs),
+            "results": str(options.results_root),
+        },
+        figures=run_figures,
+    )
+
+
+def skip_finished(runs: list[PlannedRun], store: RunStore, outcome: SuiteOutcome, out) -> list:
+    """The runs still to do; finished ones are counted as skipped (their stale checkpoint,
+    if any, removed)."""
+    pending = []
+    for run in runs:
+        if store.is_finished(run.key):
+            outcome.skipped.append(run.key)
+            (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
+        else:
+            pending.append(run)
+    if outcome.skipped:
+        print(f"skipping {len(outcome.skipped)} finished run(s) (result.json found)", file=out)
+    return pending
+
+
+def claimed(runs, store: RunStore, claims: Claims, outcome: SuiteOutcome, out) -> Iterator:
+    """Runs this process may execute: claimed now, and not finished meanwhile."""
+    for run in runs:
+        ok, owner = claims.take(store.run_dir(run.key))
+        if not ok:
+            outcome.held.append(run.key)
+            print(
+                f"skipping {run.meta.row} / {run.meta.column} / seed {run.meta.seed}: "
+                f"run {run.key} is being executed by {describe_owner(owner)}",
+                file=out,
+            )
+        elif store.is_finished(run.key):  # another process finished it meanwhile
+            claims.release(store.run_dir(run.key))
+            outcome.skipped.append(run.key)
+        else:
+            yield run
+
+
+@dataclass
+class Recorder:
+    """What happens to each record a launcher yields: written to the store (atomic), the
+    run's claim released, logged to MLflow, counted, and one line printed."""
+
+    store: RunStore
+    claims: Claims
+    outcome: SuiteOutcome
+    tracker: SuiteTracker | None
+    on_record: Callable[[PlannedRun, dict[str, Any]], None] | None
+    progress: bool
+    out: Any
+
+    def __call__(self, run: PlannedRun, rec: dict[str, Any]) -> None:
+        store, meta = self.store, run.meta
+        try:
+            store.write(rec)
+        except OSError as exc:  # full disk, read-only results: stop, keep the rest
+            raise StorageError(
+                f"cannot write the result of run {run.key} ({meta.row} / {meta.column} / "
+                f"seed {meta.seed}) to {store.result_path(run.key)}: {exc.strerror or exc}; "
+                "earlier results are intact, re-run to resume"
+            ) from None
+        finally:
+            self.claims.release(store.run_dir(run.key))
+        if self.tracker is not None:
+            self.tracker.record_done(run, rec)
+        if self.on_record:
+            self.on_record(run, rec)
+        if rec["status"] != "finished":
+            self.outcome.failed.append(run.key)
+            print(f"FAILED {meta.row} / {meta.column} / seed {meta.seed}: {rec['error']}", file=self.out)  # fmt: skip
+            return
+        (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
+        self.outcome.ran.append(run.key)
+        if not self.progress:  # no bars: one line per finished run instead
+            acc = rec["metrics"].get("test_acc", rec["metrics"].get("val_acc"))
+            print(
+                f"done {meta.row} / {meta.column} / seed {meta.seed}"
+                + (f": test_acc {acc:.4f}" if isinstance(acc, float) else "")
+                + f" ({rec['timings'].get('total', 0.0):.1f}s)",
+                file=self.out,
+                flush=True,
+            )
+
+
+def write_tables(store: RunStore, runs: list[PlannedRun], outcome: SuiteOutcome) -> None:
+    """The suite's tables and plots (:mod:`bench.report`), from the records this plan
+    keeps (superseded ones left out), once anything is finished."""
+    from bench.report import write_suite_tables
+
+    if not any(store.is_finished(r.key) for r in runs):
+        return
+    written = write_suite_tables(store.suite_dir, planned_cells(runs))
+    if isinstance(written, dict):
+        outcome.tables = [Path(p) for p in written.values()]
+    table_md = store.suite_dir / "table.md"
+    outcome.table = table_md.read_text() if table_md.is_file() else str(written or "")
+
+
+def close_tracker(tracker: SuiteTracker, runs, outcome: SuiteOutcome, store: RunStore) -> None:
+    """End the parent run: FINISHED, or FAILED when any run failed, with the counts and
+    the suite's files as artifacts."""
+    n_failed = len(outcome.failed)
+    tracker.close(
+        "FAILED" if n_failed else "FINISHED",
+        counts={
+            "total": len(runs),
+            "ran": len(outcome.ran),
+            "skipped": len(outcome.skipped),
+            "failed": n_failed,
+        },
+        artifacts=[store.suite_dir / "suite.yaml", *outcome.tables],
+        base=store.suite_dir,
+        error=f"{n_failed} of {len(runs)} run(s) failed" if n_failed else None,
+    )
