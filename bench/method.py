@@ -119,6 +119,13 @@ class Method(nn.Module):
         in the run). None (default): the suite's ``optim.schedule``."""
         return None
 
+    @classmethod
+    def legacy_params(cls, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The params dump earlier versions filed this method's runs under, when its
+        params changed shape since (so :mod:`bench.migrate` finds those finished runs);
+        None: unchanged."""
+        return None
+
     def on_step_end(self, step: int) -> None:
         """Called after every optimiser (and schedule) step ``step`` (0-based, global)."""
 

@@ -21,6 +21,7 @@ from bench.atomic import atomic_write_json, read_json
 from bench.plan import PlannedRun, counts_tasks, num_tasks
 from bench.specs import legacy_key
 from bench.store import RunStore
+from methods import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,16 @@ class LegacyMoves:
         return {m.legacy: m.key for m in self.teachers + self.stages}
 
 
+def legacy_run_key(run: PlannedRun) -> str:
+    """The key earlier versions filed ``run`` under: the spec with data locations and,
+    for a method whose params changed shape since, the params it dumped then
+    (:meth:`bench.method.Method.legacy_params`)."""
+    old_params = METHODS.get(run.spec.method).legacy_params(run.spec.params)
+    if old_params is None:
+        return legacy_key(run.spec)
+    return legacy_key(run.spec.model_copy(update={"params": old_params}))
+
+
 def find_legacy(
     runs: list[PlannedRun], results_root: Path, count_natural: bool = True
 ) -> LegacyMoves:
@@ -74,7 +85,7 @@ def find_legacy(
 
     for run in runs:
         store = RunStore(root / run.meta.suite)
-        old = legacy_key(run.spec)
+        old = legacy_run_key(run)
         add(
             found.runs,
             Move(

@@ -24,7 +24,7 @@ set ``optim: {epochs: 30, lr: 1.0e-4}`` on the row for its whole setting.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -66,10 +66,36 @@ class CFLParams(BaseModel):
         return self
 
 
+# What CFL's params dump held before CFL had its own loss: the CKA body's params it did
+# not use, at the values of the ``cfl-reference`` reading (ka-bench af7d7b5).
+LEGACY_UNUSED = {
+    "reading": "cfl-reference",
+    "lambda_intra": 0.0,
+    "lambda_inter": 0.0,
+    "alpha": 0.4,
+    "distance": "euclidean",
+    "tau": 1.0,
+    "intra_negatives": "mean",
+    "inter_negatives": "mean",
+    "inter_normalize": True,
+    "self_mask": True,
+    "rec_target": "raw",
+}
+
+
 @register("cfl")
 class CFL(Method):
     display = "CFL"
     Params = CFLParams
+
+    @classmethod
+    def legacy_params(cls, params: dict[str, Any]) -> dict[str, Any] | None:
+        """Earlier CFL runs dumped the CKA body's unused params too (and had no
+        ``recipe``: only ``harness`` runs existed)."""
+        if params.get("recipe", "harness") != "harness":
+            return None
+        rest = {k: v for k, v in params.items() if k != "recipe"}
+        return {**LEGACY_UNUSED, **rest}
 
     def __init__(self, ctx: MethodContext, params: CFLParams) -> None:
         super().__init__(ctx, params)

@@ -171,6 +171,22 @@ def test_legacy_key_is_the_key_of_earlier_versions():
     assert run.key != legacy_key(run) and stage.key != legacy_key(stage)
 
 
+def test_cfl_runs_of_earlier_versions_are_found_under_their_legacy_keys():
+    """CFL's params changed shape (its own loss, no unused CKA params): the legacy key of a
+    CFL run is still the one commit af7d7b5 gave it (hard-coded), defaults or not; the
+    reference recipe did not exist then, so it has no legacy run to find."""
+    from bench.migrate import legacy_run_key
+
+    methods = [
+        {"name": "cfl"},
+        {"name": "cfl", "label": "CFL T4", "params": {"T": 4.0, "kernels": "mean"}},
+        {"name": "cfl", "label": "CFL ref", "params": {"recipe": "reference"}},
+    ]
+    runs = expand(validate_suite(tiny_suite(methods=methods), "t"))
+    assert [legacy_run_key(r) for r in runs[:2]] == ["508c57d0effed357", "fac3c19cd4e2abd8"]
+    assert legacy_run_key(runs[2]) == legacy_key(runs[2].spec)  # no params rewrite
+
+
 # ------------------------------------------------- migrating finished results
 
 
