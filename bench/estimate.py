@@ -31,6 +31,7 @@ from bench.config import OptimConfig, SuiteConfig
 from bench.data import PreparedData, prepare
 from bench.datasets import LabelledImages
 from bench.evaluate import evaluate
+from bench.migrate import find_legacy
 from bench.models import build_model
 from bench.plan import PlannedRun, expand
 from bench.runtime import resolve_device, seed_everything
@@ -130,8 +131,12 @@ def estimate_suite(
     out = Estimate(str(dev))
     probes = _Probes(dev, suite, probe_steps, eval_images)
     teachers_seen: set[str] = set()
-    for run in expand(suite, seeds):
-        if store.is_finished(run.key):
+    runs = expand(suite, seeds)
+    legacy = find_legacy(runs, results_root)  # finished under older keys: `bench run` moves them
+    migrating = {m.key for m in legacy.runs}
+    teachers_migrating = {m.key for m in legacy.teachers}
+    for run in runs:
+        if store.is_finished(run.key) or run.key in migrating:
             out.finished += 1
             continue
         data = prepare(run.spec.dataset_config())
@@ -139,7 +144,8 @@ def estimate_suite(
             if tspec.key in teachers_seen:
                 continue
             teachers_seen.add(tspec.key)
-            if (results_root / "teachers" / tspec.key / "meta.json").is_file():
+            cached = (results_root / "teachers" / tspec.key / "meta.json").is_file()
+            if cached or tspec.key in teachers_migrating:
                 out.cached_teachers += 1
                 continue
             out.items.append(_teacher_cost(suite, run, tspec, t, data, dev, probes))

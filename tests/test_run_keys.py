@@ -284,3 +284,17 @@ def test_migration_retags_mlflow_runs_instead_of_logging_them_twice(tmp_path):
     }
     teacher_runs = [r for r in after if r.data.tags.get("kind") == "teacher"]
     assert len(teacher_runs) == 2  # not logged again under the new teacher keys
+
+
+def test_estimate_counts_runs_finished_under_legacy_keys_as_done(tmp_path):
+    """`--dry-run --estimate` moves nothing, yet does not price runs that `bench run`
+    would find finished after its migration."""
+    from bench.estimate import estimate_suite
+
+    suite = validate_suite(tiny_suite(methods=[{"name": "teacher"}, {"name": "ensemble"}]), "t")
+    run_suite(suite, tmp_path, progress=False, mlflow=False, out=io.StringIO())
+    renamed = file_under_legacy_keys(tmp_path, expand(suite))
+    estimate = estimate_suite(suite, tmp_path)
+    assert estimate.finished == 3 and estimate.items == []
+    filed = {p.name for p in (tmp_path / suite.name / "runs").iterdir()}
+    assert filed == set(renamed[r.key] for r in expand(suite))  # nothing moved
