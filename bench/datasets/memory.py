@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+import bench.datasets.decode as decode
 from bench.atomic import atomic_torch_save, atomic_write
-from bench.datasets import decode
 from bench.datasets.base import FileImages, LabelledImages, TensorImages
 from bench.datasets.cache import cache_dir
 from bench.datasets.errors import DatasetError

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import bench.tracking.reconcile as reconciling
 from bench.atomic import read_json
-from bench.tracking import reconcile as reconciling
 from bench.tracking.client import (
     enabled,
     flatten_params,
