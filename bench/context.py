@@ -34,6 +34,7 @@ class ExecOptions:
     checkpoint_every: int = 0  # epochs between student checkpoints (0: none)
     speed: SpeedConfig | None = None  # the suite's GPU speed switches (bench.speed)
     with_test: bool = True  # False (tuning): the test split is never loaded
+    test_curve: bool = False  # record test accuracy per epoch (feeds no decision, ever)
 
     def resolved(self) -> ExecOptions:
         """These options with ``device`` resolved here (a ``torch.device``; idempotent)."""

@@ -62,6 +62,7 @@ def execute(
             progress=options.progress,
             checkpoint=checkpoint,
             speed=speed,
+            observe=test_curve(data, device, num_workers) if options.test_curve else None,
         )
     method.eval()
     metrics = score(method, data, fitted, device, num_workers)
@@ -145,6 +146,20 @@ def build_method(spec, data: PreparedData, teachers, backbone) -> Method:
         steps_per_epoch=epoch_steps(len(data.train), spec.optim.batch_size) if spec.optim else 0,
     )
     return cls(ctx, cls.Params.model_validate(spec.params))
+
+
+def test_curve(data: PreparedData, device, num_workers: int):
+    """The per-epoch test accuracy (``curve_test_acc``) of ``record_test_curve``: a
+    figure for ``bench table --select best-test`` only, never read by training or
+    selection; None where the run has no test split (tuning)."""
+    if data.test is None:
+        return None
+
+    def observe(method: Method) -> dict[str, Any]:
+        acc = evaluate(method.predict, data.test, data.views, None, device, num_workers)["acc"]
+        return {"curve_test_acc": acc}
+
+    return observe
 
 
 def score(method: Method, data: PreparedData, fitted, device, num_workers: int) -> dict[str, Any]:

@@ -391,8 +391,12 @@ def fit(
     progress: bool = True,
     checkpoint: Checkpoint | None = None,
     speed: SpeedConfig | SpeedPlan | None = None,
+    observe: Callable[[Method], dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train ``method``'s trainable parameters for ``optim.epochs`` epochs.
+
+    ``observe``: figures recorded in each epoch's history after validation that feed no
+    decision (the test curve of ``record_test_curve``: :func:`keep_best` reads val only).
 
     ``checkpoint``: resume from it when it holds a saved epoch and save to it every
     ``checkpoint.every`` epochs. ``speed``: the suite's ``speed:`` switches (or a resolved
@@ -422,6 +426,8 @@ def fit(
                 result.compile_time = stats.compile_time(warmup)
             record = stats.record(epoch, training.opt.param_groups[0]["lr"])
             record.update(validate(method, val, views, device, probe))
+            if observe is not None:
+                record.update(observe(method))
             record.update(usage.read())
             keep_best(result, record, method)
             result.history.append(record)
