@@ -192,9 +192,15 @@ def cmd_run(args) -> int:
         from bench.dryrun import describe_plan
         from bench.store import RunStore
 
-        runs = expand(suite, args.seeds)
+        from bench.plan import finished_studies, plan_studies
+        from bench.studies import describe_studies
+
+        studies = plan_studies(suite)
+        runs = expand(suite, args.seeds, tuned=finished_studies(studies, results))
         print(f"suite {suite.name}: {args.suite} -> {results / suite.name}")
         print(describe_plan(runs, RunStore(results / suite.name), results))
+        for line in describe_studies(studies, results):
+            print(line)
     if args.estimate:
         from bench.estimate import estimate_suite
         from bench.runtime import configure_threads

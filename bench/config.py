@@ -19,12 +19,15 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from bench.errors import ConfigError
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Choice = str | bool | int | float | None
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -63,34 +66,6 @@ class AugmentConfig(Strict):
     blur_sigma: tuple[float, float] | None = None
 
 
-class DatasetConfig(Strict):
-    """One column of a table: a dataset and how its classes split into teacher tasks."""
-
-    name: str
-    id: SafeName | None = None  # column label; default: name
-    root: str | None = None
-    params: dict[str, Any] = {}
-    # "halves" | "natural" (the loader's own groups, e.g. one per merged dataset)
-    # | explicit class lists (indices or class names), one per teacher
-    tasks: Literal["halves", "natural"] | list[list[int | str]] = "halves"
-    val_fraction: Fraction = 0.1
-    split_seed: int = 0
-    augment: AugmentConfig = AugmentConfig()
-    # Name of a suite-level ``pretrain:`` stage whose backbone initialises this column's
-    # teachers and students; ``none`` / omitted: from scratch. Not part of the dataset's
-    # identity (the stage's own spec enters the run and teacher keys instead).
-    pretrain: str | None = None
-
-    @field_validator("pretrain", mode="before")
-    @classmethod
-    def _none_word(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and value.lower() == "none" else value
-
-    @property
-    def column(self) -> str:
-        return self.id or self.name
-
-
 class ModelConfig(Strict):
     arch: str
     pretrained: str | None = None  # local checkpoint path only; never downloaded
@@ -113,9 +88,120 @@ class TeacherConfig(Strict):
 
     arch: str | list[str]
     pretrained: str | list[str | None] | None = None
-    params: dict[str, Any] = {}
+    # one mapping for every teacher, or one per task (e.g. two widths of one architecture)
+    params: dict[str, Any] | list[dict[str, Any]] = {}
     optim: OptimConfig = OptimConfig(epochs=30, lr=1e-3)
     seed: int = 0
+
+    def per_task(self, n: int) -> list[tuple[str, dict[str, Any], str | None]]:
+        """``(arch, params, pretrained)`` of each of ``n`` teachers; a list of the wrong
+        length is a :class:`ConfigError` naming its key."""
+        out = []
+        for name, value in (("arch", self.arch), ("params", self.params),
+                            ("pretrained", self.pretrained)):  # fmt: skip
+            if isinstance(value, list) and len(value) != n:
+                raise ConfigError(f"teachers.{name}: {len(value)} entries for {n} tasks")
+            out.append(value if isinstance(value, list) else [value] * n)
+        return list(zip(*out))
+
+    def archs_and_params(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every distinct ``(arch, params)`` the teachers use, without knowing the tasks."""
+        archs = self.arch if isinstance(self.arch, list) else [self.arch]
+        params = self.params if isinstance(self.params, list) else [self.params]
+        n = max(len(archs), len(params))
+        archs = archs * n if len(archs) == 1 else archs
+        params = params * n if len(params) == 1 else params
+        if len(archs) != len(params):
+            raise ConfigError(f"teachers: {len(archs)} architectures but {len(params)} params")
+        return list(zip(archs, params))
+
+
+class DatasetConfig(Strict):
+    """One column of a table: a dataset and how its classes split into teacher tasks."""
+
+    name: str
+    id: SafeName | None = None  # column label; default: name
+    root: str | None = None
+    params: dict[str, Any] = {}
+    # "halves" | "natural" (the loader's own groups, e.g. one per merged dataset)
+    # | explicit class lists (indices or class names), one per teacher
+    tasks: Literal["halves", "natural"] | list[list[int | str]] = "halves"
+    val_fraction: Fraction = 0.1
+    split_seed: int = 0
+    augment: AugmentConfig = AugmentConfig()
+    # This column's teachers, instead of the suite's ``teachers:`` (e.g. heterogeneous
+    # architectures in one column of a table); enters the run keys as the suite's does.
+    teachers: TeacherConfig | None = None
+    # Name of a suite-level ``pretrain:`` stage whose backbone initialises this column's
+    # teachers and students; ``none`` / omitted: from scratch. Not part of the dataset's
+    # identity (the stage's own spec enters the run and teacher keys instead).
+    pretrain: str | None = None
+
+    @field_validator("pretrain", mode="before")
+    @classmethod
+    def _none_word(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.lower() == "none" else value
+
+    @property
+    def column(self) -> str:
+        return self.id or self.name
+
+
+def teachers_of(suite: SuiteConfig, ds: DatasetConfig) -> TeacherConfig:
+    """The teachers of one column: its own ``teachers:`` or the suite's."""
+    return ds.teachers or suite.teachers
+
+
+class ParamSpace(Strict):
+    """One searched param: ``{low, high[, log][, step]}`` (``type: int`` for integers)
+    or ``{choices: [...]}``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: Annotated[float, Field(gt=0)] | None = None
+    type: Literal["float", "int"] = "float"
+    choices: list[Choice] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpace:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log or self.step:
+                raise ValueError("give either choices or low/high, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give low and high (or choices)")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low:g} is above high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        if self.type == "int":
+            for v in (self.low, self.high, self.step):
+                if v is not None and v != int(v):
+                    raise ValueError(f"type int: {v:g} is not an integer")
+        return self
+
+    def extremes(self) -> list[Any]:
+        """The values the space can reach at its ends (every choice for categoricals)."""
+        if self.choices is not None:
+            return list(self.choices)
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+
+class PrunerConfig(Strict):
+    """Pruning on per-epoch validation accuracy (step = epoch, seeds run one after the
+    other). ``median``: MedianPruner; ``percentile``: PercentilePruner (prunes below the
+    given percentile of the other trials at the same epoch: gentler for noisy, small
+    validation splits); ``hyperband``: HyperbandPruner; ``none``."""
+
+    type: Literal["median", "percentile", "hyperband", "none"] = "median"
+    n_startup_trials: NonNegInt = 5  # median/percentile: completed trials before pruning
+    n_warmup_steps: NonNegInt = 1  # median/percentile: epochs before a trial can be pruned
+    percentile: Annotated[float, Field(gt=0, lt=100)] = 25.0  # percentile
+    reduction_factor: Annotated[int, Field(ge=2)] = 3  # hyperband
 
 
 class MethodConfig(Strict):
@@ -131,6 +217,28 @@ class MethodConfig(Strict):
     grid: dict[str, list[Any]] = {}
     student: ModelConfig | None = None
     optim: OptimConfig | None = None
+    # Equal-budget tuning (bench.protocol): this row's own params (and ``optim.*`` recipe
+    # keys) searched on the validation split under the suite's ``protocol:`` budget; the
+    # row then trains the best point over the suite's seeds.
+    search: dict[str, ParamSpace] = {}
+    # Dose-response: one loss weight (``lambda_<term>``) and its values, a row per value.
+    sweep: dict[str, Annotated[list[float], Field(min_length=1)]] = {}
+
+    @field_validator("sweep")
+    @classmethod
+    def _one_weight(cls, sweep: dict[str, list[float]]) -> dict[str, list[float]]:
+        if len(sweep) > 1:
+            raise ValueError(
+                f"names {len(sweep)} weights ({', '.join(sweep)}); sweep one per entry"
+            )
+        return sweep
+
+    @model_validator(mode="after")
+    def _one_kind_of_rows(self) -> MethodConfig:
+        kinds = [k for k in ("grid", "search", "sweep") if getattr(self, k)]
+        if len(kinds) > 1:
+            raise ValueError(f"{' and '.join(kinds)} in one entry; give each its own entry")
+        return self
 
     @field_validator("grid")
     @classmethod
@@ -186,6 +294,23 @@ class SpeedConfig(Strict):
     persistent_workers: Switch = "auto"
 
 
+class ProtocolConfig(Strict):
+    """One tuning budget for every searched row of a suite (``bench.protocol``): each row
+    x column gets its own Optuna study of ``trials`` finished trials on the validation
+    split, never more; a row cannot carry a budget of its own."""
+
+    trials: PositiveInt
+    epochs: PositiveInt | None = None  # per trial; default: the row's own epochs
+    seeds: list[int] = Field(default=[0], min_length=1)  # objective: mean over these
+    objective: Literal["last", "best"] = "last"  # val accuracy of the last or best epoch
+    sampler_seed: int = 0
+    n_startup_trials: NonNegInt = 4  # random trials before TPE models the space
+    pruner: PrunerConfig = PrunerConfig()
+    # trial 0 of every study is the row's own params (the published defaults) when they
+    # lie in the space, so a tuned row is never worse on val than its untuned reading
+    enqueue_defaults: bool = True
+
+
 class SuiteConfig(Strict):
     name: SafeName
     description: str = ""
@@ -204,6 +329,25 @@ class SuiteConfig(Strict):
     speed: SpeedConfig = SpeedConfig()
     # --launcher ray: GPUs per run (0.5 packs two runs per GPU); suite level, not in RunSpec.
     gpus_per_run: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # Test accuracy after every epoch (history ``curve_test_acc``) for ``bench table
+    # --select best-test``; it feeds no decision, ever. Suite level: never changes a run key.
+    record_test_curve: bool = False
+    # Equal-budget tuning of the rows with ``search:`` (both or neither).
+    protocol: ProtocolConfig | None = None
+    # The row every other row is compared with (paired effects, power, dose plots).
+    reference: str = "Vanilla KD"
+
+    @model_validator(mode="after")
+    def _search_needs_protocol(self) -> SuiteConfig:
+        searched = [i for i, m in enumerate(self.methods) if m.search]
+        if searched and self.protocol is None:
+            raise ValueError(
+                f"methods.{searched[0]}.search needs a suite-level protocol: section "
+                "(the tuning budget every searched row shares)"
+            )
+        if self.protocol is not None and not searched:
+            raise ValueError("protocol: no method entry has search:; add one or remove protocol")
+        return self
 
 
 # ---------------------------------------------------------------------------- loading

@@ -23,6 +23,7 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
         record = store.read(run.key)
         state = record["status"] if record else "to do"
         state = "done" if state == "finished" else state
+        state = "tune" if run.meta.pending else state  # params known once its study ends
         lines.append(
             f"{run.key:16}  {state:6}  {run.meta.column:14}  {run.meta.seed:>4}  {run.meta.row}"
         )

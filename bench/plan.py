@@ -7,7 +7,9 @@ bad suite fails before anything is trained or written.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,15 @@ from bench.config import (
     ModelConfig,
     OptimConfig,
     SuiteConfig,
+    TeacherConfig,
     format_validation_error,
     read_yaml,
+    teachers_of,
 )
 from bench.datasets import DATASETS
 from bench.errors import ConfigError
 from bench.models import MODELS
+from bench.protocol import StudyPlan, read_best, study_config
 from bench.specs import PretrainSpec, RunSpec, dataset_identity
 from methods import METHODS
 
@@ -41,6 +46,20 @@ class RunMeta:
     column_order: int
     seed: int
     method: str
+    study: str | None = None  # tuned rows: the study (bench.protocol) that chose the params
+    pending: bool = False  # tuned rows whose study has not finished: placeholder params
+    sweep: SweepPoint | None = None  # dose-response rows: the weight and its value
+    stands_for: tuple[SweepPoint, ...] = ()  # sweep points this run also is (same spec)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of a ``sweep:``: method entry, swept weight, its value, and the row."""
+
+    entry: int
+    param: str
+    value: float
+    row: str
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,12 @@ def num_tasks(ds: DatasetConfig) -> int:
     return len(ds.tasks)
 
 
+def teacher_configs(suite: SuiteConfig) -> list[tuple[str, TeacherConfig]]:
+    """The suite's teachers and every column's own, each with its dotted key."""
+    own = [(f"datasets.{i}.teachers", ds.teachers) for i, ds in enumerate(suite.datasets)]
+    return [("teachers", suite.teachers)] + [(k, t) for k, t in own if t is not None]
+
+
 def _check_names(suite: SuiteConfig) -> None:
     columns = [ds.column for ds in suite.datasets]
     for i, column in enumerate(columns):
@@ -88,10 +113,10 @@ def _check_names(suite: SuiteConfig) -> None:
     for i, ds in enumerate(suite.datasets):
         if ds.name not in DATASETS:
             raise ConfigError(f"datasets.{i}.name: {_unknown(DATASETS, ds.name)}")
-    archs = suite.teachers.arch if isinstance(suite.teachers.arch, list) else [suite.teachers.arch]
-    for arch in archs:
-        if arch not in MODELS:
-            raise ConfigError(f"teachers.arch: {_unknown(MODELS, arch)}")
+    for where, teachers in teacher_configs(suite):
+        for arch, _ in teachers.archs_and_params():
+            if arch not in MODELS:
+                raise ConfigError(f"{where}.arch: {_unknown(MODELS, arch)}")
     if suite.student.arch not in MODELS:
         raise ConfigError(f"student.arch: {_unknown(MODELS, suite.student.arch)}")
     for i, m in enumerate(suite.methods):
@@ -99,10 +124,11 @@ def _check_names(suite: SuiteConfig) -> None:
             raise ConfigError(f"methods.{i}.name: {_unknown(METHODS, m.name)}")
         if m.student and m.student.arch not in MODELS:
             raise ConfigError(f"methods.{i}.student.arch: {_unknown(MODELS, m.student.arch)}")
-    inits = suite.teachers.pretrained
-    for path in inits if isinstance(inits, list) else [inits]:
-        if path and not Path(path).expanduser().is_file():
-            raise ConfigError(f"teachers.pretrained: {path}: no such file")
+    for where, teachers in teacher_configs(suite):
+        inits = teachers.pretrained
+        for path in inits if isinstance(inits, list) else [inits]:
+            if path and not Path(path).expanduser().is_file():
+                raise ConfigError(f"{where}.pretrained: {path}: no such file")
     for where, model in [("student", suite.student)] + [
         (f"methods.{i}.student", m.student) for i, m in enumerate(suite.methods) if m.student
     ]:
@@ -121,10 +147,10 @@ def _check_pretrain(suite: SuiteConfig) -> None:
             )
         if stage.arch not in MODELS:
             raise ConfigError(f"pretrain.{name}.arch: {_unknown(MODELS, stage.arch)}")
-    t = suite.teachers
     for i, ds in enumerate(suite.datasets):
         if ds.pretrain is None:
             continue
+        t = teachers_of(suite, ds)
         if ds.pretrain not in suite.pretrain:
             known = ", ".join(suite.pretrain) or "none defined"
             raise ConfigError(
@@ -135,8 +161,8 @@ def _check_pretrain(suite: SuiteConfig) -> None:
             raise ConfigError(
                 f"datasets.{i}.pretrain: teachers.pretrained is set too; choose one init"
             )
-        for arch in t.arch if isinstance(t.arch, list) else [t.arch]:
-            _fits_stage(suite, ds.pretrain, arch, t.params, f"datasets.{i}.pretrain", "teachers")
+        for arch, params in t.archs_and_params():
+            _fits_stage(suite, ds.pretrain, arch, params, f"datasets.{i}.pretrain", "teachers")
 
 
 def _fits_stage(suite: SuiteConfig, name: str, arch: str, params, where: str, who: str) -> None:
@@ -226,11 +252,36 @@ def resolve_entry(
     return resolved, student_cfg, optim_cfg
 
 
-def expand(suite: SuiteConfig, seeds: list[int] | None = None) -> list[PlannedRun]:
-    """All runs of a suite, in table order (datasets, then rows, then seeds)."""
+def sweep_points(entry: MethodConfig, cls, where: str) -> list[dict[str, Any]]:
+    """The rows of a ``sweep:``: one per value of its one weight (``lambda_<term>``)."""
+    ((param, values),) = entry.sweep.items()
+    weights = [f for f in cls.Params.model_fields if f.startswith("lambda_")]
+    if param not in weights:
+        raise ConfigError(
+            f"{where}.sweep.{param}: not a loss weight of method {entry.name!r} "
+            f"(weights: {', '.join(weights) or 'none'})"
+        )
+    if param in entry.params:
+        raise ConfigError(f"{where}.sweep.{param}: also set in params; set it in one place")
+    return [{param: v} for v in values]
+
+
+def entry_points(entry: MethodConfig, cls, where: str) -> list[dict[str, Any]]:
+    return sweep_points(entry, cls, where) if entry.sweep else grid_points(entry, where)
+
+
+def expand(
+    suite: SuiteConfig,
+    seeds: list[int] | None = None,
+    tuned: Mapping[tuple[int, str], dict[str, Any]] | None = None,
+) -> list[PlannedRun]:
+    """All runs of a suite, in table order (datasets, then rows, then seeds).
+
+    ``tuned``: the best point of each finished study, by (method entry, column)
+    (:func:`bench.protocol.read_best`); a searched row without one is planned with its
+    own params as a placeholder, ``meta.pending`` (shown by the dry-run, never run)."""
     _check_names(suite)
     seeds = list(seeds if seeds is not None else suite.seeds)
-    rows: list[str] = []
     runs: list[PlannedRun] = []
     for ci, ds in enumerate(suite.datasets):
         n_tasks = None
@@ -238,9 +289,19 @@ def expand(suite: SuiteConfig, seeds: list[int] | None = None) -> list[PlannedRu
         for mi, entry in enumerate(suite.methods):
             where = f"methods.{mi}"
             cls = METHODS.get(entry.name)
-            for point in grid_points(entry, where):
+            study = None
+            if entry.search:
+                if not cls.trains:
+                    raise ConfigError(f"{where}.search: {entry.name!r} trains nothing to tune")
+                study = study_config(suite, mi, ds, cls.Params, cls.display or entry.name)
+                best = (tuned or {}).get((mi, ds.column))
+                points = [best or {}]
+            else:
+                points = entry_points(entry, cls, where)
+            for point in points:
                 params, student, optim = resolve_entry(entry, point, suite, where)
-                variants = [(params, _row_label(entry, cls, point))]
+                label = study.row if study else _row_label(entry, cls, point)
+                variants = [(params, label)]
                 if entry.name == "teacher" and "index" not in entry.params:
                     n_tasks = n_tasks if n_tasks is not None else num_tasks(ds)
                     variants = [
@@ -255,36 +316,105 @@ def expand(suite: SuiteConfig, seeds: list[int] | None = None) -> list[PlannedRu
                             "set; choose one init"
                         )
                     _fits_stage(suite, ds.pretrain, student.arch, student.params, where, "student")
+                sweep = None
+                if entry.sweep:
+                    ((param, value),) = point.items()
+                    sweep = SweepPoint(mi, param, float(value), label)
                 for run_params, label in variants:
-                    if label not in rows:
-                        rows.append(label)
                     for seed in seeds:
                         spec = RunSpec(
                             dataset=dataset_identity(ds),
-                            teachers=suite.teachers,
+                            teachers=teachers_of(suite, ds),
                             student=trained[0],
                             method=entry.name,
                             params=run_params,
                             optim=trained[1],
                             seed=seed,
                             pretrain=stage,
+                            tuned=study.key if study else None,
                         )
                         meta = RunMeta(
                             suite=suite.name,
                             row=label,
-                            row_order=rows.index(label),
+                            row_order=0,  # set below, once sweep duplicates are merged
                             column=ds.column,
                             column_order=ci,
                             seed=seed,
                             method=entry.name,
+                            study=study.name if study else None,
+                            pending=bool(study) and not best,
+                            sweep=sweep,
                         )
                         runs.append(PlannedRun(spec, meta))
-    keys = [r.key for r in runs]
-    if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        rows_dup = sorted({r.meta.row for r in runs if r.key == dup})
-        raise ConfigError(f"methods: rows {rows_dup} describe the same run; remove one")
-    return runs
+    return _number_rows(_merge_sweep_duplicates(runs))
+
+
+def _merge_sweep_duplicates(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """A sweep point whose run is another row's run (``lambda_inter: 1`` is the default
+    CKA row) is not run twice: that row's run stands for the point. Any other pair of
+    rows describing the same run is an error."""
+    first: dict[str, int] = {}
+    out: list[PlannedRun | None] = []
+    for run in runs:
+        i = first.get(run.key)
+        if i is None:
+            first[run.key] = len(out)
+            out.append(run)
+            continue
+        kept = out[i]
+        if run.meta.sweep is None and kept.meta.sweep is not None:  # keep the plain row
+            run, kept = kept, run
+            out[i] = kept
+        if run.meta.sweep is None:
+            rows = sorted({kept.meta.row, run.meta.row})
+            raise ConfigError(f"methods: rows {rows} describe the same run; remove one")
+        points = (*kept.meta.stands_for, run.meta.sweep, *run.meta.stands_for)
+        out[i] = PlannedRun(kept.spec, dataclasses.replace(kept.meta, stands_for=points))
+    return [r for r in out if r is not None]
+
+
+def _number_rows(runs: list[PlannedRun]) -> list[PlannedRun]:
+    rows: list[str] = []
+    for run in runs:
+        if run.meta.row not in rows:
+            rows.append(run.meta.row)
+    return [
+        PlannedRun(r.spec, dataclasses.replace(r.meta, row_order=rows.index(r.meta.row)))
+        for r in runs
+    ]
+
+
+def dose_points(runs: list[PlannedRun]) -> dict[tuple[int, str], dict[float, str]]:
+    """Every sweep of a plan: (method entry, weight) -> {value: row that holds it}."""
+    out: dict[tuple[int, str], dict[float, str]] = {}
+    for run in runs:
+        for p in ([run.meta.sweep] if run.meta.sweep else []) + list(run.meta.stands_for):
+            out.setdefault((p.entry, p.param), {})[p.value] = run.meta.row
+    return {k: dict(sorted(v.items())) for k, v in out.items()}
+
+
+def plan_studies(suite: SuiteConfig) -> list[StudyPlan]:
+    """One study per searched method entry and column, in table order (bench.protocol)."""
+    _check_names(suite)
+    studies = []
+    for ds in suite.datasets:
+        for mi, entry in enumerate(suite.methods):
+            if entry.search:
+                cls = METHODS.get(entry.name)
+                studies.append(study_config(suite, mi, ds, cls.Params, cls.display or entry.name))
+    return studies
+
+
+def finished_studies(
+    studies: list[StudyPlan], results_root: Path
+) -> dict[tuple[int, str], dict[str, Any]]:
+    """The best point of every study that has finished its budget under ``results_root``."""
+    out = {}
+    for study in studies:
+        best = read_best(results_root, study)
+        if best is not None:
+            out[(study.entry, study.column)] = best
+    return out
 
 
 def planned_cells(runs: list[PlannedRun]) -> dict[tuple[str, str, int], str]:

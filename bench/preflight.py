@@ -26,7 +26,7 @@ from bench.config import ModelConfig, SuiteConfig, format_validation_error
 from bench.datasets import DATASETS, DatasetError
 from bench.errors import ConfigError
 from bench.models import MODELS
-from bench.plan import grid_points, resolve_entry
+from bench.plan import grid_points, resolve_entry, teacher_configs
 
 # model factory arguments the harness sets itself (never from ``params:``)
 HARNESS_MODEL_ARGS = ("num_classes", "in_channels", "image_size")
@@ -131,15 +131,15 @@ def _student_configs(suite: SuiteConfig) -> Iterable[tuple[ModelConfig, str]]:
 
 
 def check_models(suite: SuiteConfig) -> None:
-    t = suite.teachers
-    archs = t.arch if isinstance(t.arch, list) else [t.arch]
-    for i, arch in enumerate(archs):
-        where = "teachers.params" if len(archs) == 1 else f"teachers.params (arch {i}: {arch})"
-        check_params(MODELS.get(arch), t.params, where, HARNESS_MODEL_ARGS)
-    inits = t.pretrained if isinstance(t.pretrained, list) else [t.pretrained]
-    for i, path in enumerate(inits):
-        if path:
-            check_checkpoint(path, "teachers.pretrained" + (f".{i}" * (len(inits) > 1)))
+    for key, t in teacher_configs(suite):
+        pairs = t.archs_and_params()
+        for i, (arch, params) in enumerate(pairs):
+            where = f"{key}.params" if len(pairs) == 1 else f"{key}.params (arch {i}: {arch})"
+            check_params(MODELS.get(arch), params, where, HARNESS_MODEL_ARGS)
+        inits = t.pretrained if isinstance(t.pretrained, list) else [t.pretrained]
+        for i, path in enumerate(inits):
+            if path:
+                check_checkpoint(path, f"{key}.pretrained" + (f".{i}" * (len(inits) > 1)))
     seen: set[str] = set()
     for model, where in _student_configs(suite):
         key = model.model_dump_json()

@@ -19,7 +19,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from bench.config import DatasetConfig, ModelConfig, OptimConfig, PretrainConfig, TeacherConfig
-from bench.errors import ConfigError
 from bench.keys import content_key, without_locations
 
 
@@ -41,8 +40,9 @@ def legacy_key(spec: BaseModel) -> str:
 
 
 def _dump(spec: BaseModel) -> dict[str, Any]:
-    exclude = {"pretrain"} if getattr(spec, "pretrain", None) is None else None
-    return spec.model_dump(mode="json", exclude=exclude)
+    """Optional fields added later are left out while unset, so older keys stand."""
+    exclude = {k for k in ("pretrain", "tuned") if getattr(spec, k, "") is None}
+    return spec.model_dump(mode="json", exclude=exclude or None)
 
 
 class PretrainSpec(BaseModel):
@@ -105,6 +105,7 @@ class RunSpec(BaseModel):
     optim: OptimConfig | None
     seed: int
     pretrain: PretrainSpec | None = None  # backbone init of teachers and student
+    tuned: str | None = None  # key of the study that chose params (bench.protocol); None: as given
 
     @property
     def key(self) -> str:
@@ -115,32 +116,27 @@ class RunSpec(BaseModel):
 
     def teacher_specs(self, num_tasks: int) -> list[TeacherSpec]:
         t = self.teachers
-        archs = t.arch if isinstance(t.arch, list) else [t.arch] * num_tasks
-        inits = t.pretrained if isinstance(t.pretrained, list) else [t.pretrained] * num_tasks
-        if len(archs) != num_tasks or len(inits) != num_tasks:
-            raise ConfigError(
-                f"teachers: {len(archs)} architectures / {len(inits)} inits for {num_tasks} tasks"
-            )
         return [
             TeacherSpec(
                 dataset=self.dataset,
                 task=i,
-                arch=archs[i],
-                pretrained=inits[i],
-                params=t.params,
+                arch=arch,
+                pretrained=init,
+                params=params,
                 optim=t.optim,
                 seed=t.seed,
                 pretrain=self.pretrain,
             )
-            for i in range(num_tasks)
+            for i, (arch, params, init) in enumerate(t.per_task(num_tasks))
         ]
 
 
 def dataset_identity(ds: DatasetConfig) -> dict[str, Any]:
     """The dataset part of a run spec: all but the display id and the init (``pretrain``,
-    whose stage enters the spec as :attr:`RunSpec.pretrain`). Its locations stay in the
+    whose stage enters the spec as :attr:`RunSpec.pretrain`) and the column's teachers
+    (:attr:`RunSpec.teachers`). Its locations stay in the
     spec (the runner loads from them) and out of the key (:func:`key_dump`)."""
-    return ds.model_dump(mode="json", exclude={"id", "pretrain"})
+    return ds.model_dump(mode="json", exclude={"id", "pretrain", "teachers"})
 
 
 def unique_stages(specs: Iterable[PretrainSpec | None]) -> list[PretrainSpec]:

@@ -26,6 +26,7 @@ from bench.pretrain import get_backbone
 from bench.progress import bar as progress_bar
 from bench.specs import unique_stages
 from bench.store import RunStore
+from bench.studies import run_studies
 from bench.tracking import SuiteTracker, one_line
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,24 @@ def run_suite(
         progress=progress,
         checkpoint_every=suite.checkpoint_every,
         speed=suite.speed,
+        test_curve=suite.record_test_curve,
     )
     here = options.resolved()  # fails early on cuda-without-GPU
     moved = migrate(runs, results_root)  # results filed under keys with data locations
     if moved:
         print(moved, file=out)
+    if suite.protocol is not None:  # searched rows: tune first (val only), then plan them
+        tuned = run_studies(
+            suite,
+            results_root,
+            device=options.device,
+            workers=workers if launcher == "process" else 1,
+            mlflow=mlflow,
+            tracking_uri=tracking_uri,
+            progress=progress,
+            out=out,
+        )
+        runs = expand(suite, seeds, tuned=tuned)
     # pretrain stages first, once each: a bad source fails here, before anything is written
     for stage in unique_stages(r.spec.pretrain for r in runs if not store.is_finished(r.key)):
         get_backbone(stage, here)

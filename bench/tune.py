@@ -41,7 +41,7 @@ from bench.atomic import atomic_write_bytes, atomic_write_text
 from bench.context import ExecOptions
 from bench.errors import ConfigError
 from bench.plan import PlannedRun, expand
-from bench.tracking.client import flatten_params
+from bench.tracking.client import flatten_params, owner_alive, owner_token
 from bench.tracking.runs import MlflowRun
 from bench.train import NonFiniteLoss
 from bench.tune_config import TuneConfig, trial_suite
@@ -65,6 +65,7 @@ class TuneJob:
     experiment_id: str | None = None
     progress: bool = False
     deadline: float | None = None  # time.time() after which no trial starts (budget.timeout)
+    labels: tuple[tuple[str, str], ...] = ()  # MLflow tags of the study's runs (suite, row)
 
     @property
     def out_dir(self) -> Path:
@@ -167,6 +168,20 @@ def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def fail_orphans(study: optuna.Study) -> int:
+    """Mark FAIL the trials left RUNNING by a worker that is gone (``kill -9``): they never
+    count toward the budget, and a resumed study does not wait for Optuna's heartbeat
+    grace period to stop seeing them. Returns how many."""
+    storage = study._storage
+    n = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("owner")
+        if owner is not None and not owner_alive(owner):
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            n += 1
+    return n
+
+
 # ----------------------------------------------------------------------- the objective
 
 
@@ -211,6 +226,7 @@ class Objective:
 
         job, cfg = self.job, self.job.cfg
         point = suggest(trial, cfg)
+        trial.set_user_attr("owner", owner_token())  # a killed worker's trial is failed
         runs = trial_runs(cfg, point)
         trial.set_user_attr("method_params", runs[0].spec.params)
         trial.set_user_attr("run_keys", [r.key for r in runs])
@@ -293,6 +309,7 @@ def tune(
     mlflow: bool = True,
     tracking_uri: str | None = None,
     progress: bool = True,
+    labels: dict[str, str] | None = None,
 ) -> TuneOutcome:
     """Run (or resume) the study of ``cfg``; write its outputs; return a summary.
     ``timeout`` (or ``budget.timeout``) counts from now: no trial starts after it."""
@@ -320,8 +337,10 @@ def tune(
         tracking_uri=tracking_uri,
         progress=progress,
         deadline=start + cfg.budget.timeout if cfg.budget.timeout else None,
+        labels=tuple(sorted((labels or {}).items())),
     )
     study = open_study(job, create=True)  # checks the study's identity first
+    fail_orphans(study)
     atomic_write_text(job.out_dir / "tune.yaml", yaml.safe_dump(cfg.model_dump(mode="json")))
     if job.tracking_uri:
         job = start_parent(job, study)
@@ -539,6 +558,7 @@ def start_parent(job: TuneJob, study: optuna.Study) -> TuneJob:
             tags = {
                 "kind": "tune-study",
                 "optuna.study": job.study,
+                **dict(job.labels),
                 **provenance(),
                 "command": " ".join(sys.argv),
             }
@@ -573,6 +593,7 @@ class TrialTracker:
             tags = {
                 "kind": "tune-trial",
                 "optuna.study": job.study,
+                **dict(job.labels),
                 "optuna.trial": str(number),
                 "run_keys": ",".join(r.key for r in runs),
                 "owner": owner_token(),

@@ -29,14 +29,18 @@ import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
 from bench.config import (
     DatasetConfig,
     MethodConfig,
     ModelConfig,
+    NonNegInt,
     OptimConfig,
+    ParamSpace,
     PositiveInt,
+    PretrainConfig,
+    PrunerConfig,
     SafeName,
     Strict,
     SuiteConfig,
@@ -47,47 +51,7 @@ from bench.config import (
 )
 from bench.errors import ConfigError
 
-NonNegInt = Annotated[int, Field(ge=0)]
-Choice = str | bool | int | float | None
-
-
-class ParamSpace(Strict):
-    """One searched param: ``{low, high[, log][, step]}`` (``type: int`` for integers)
-    or ``{choices: [...]}``."""
-
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: Annotated[float, Field(gt=0)] | None = None
-    type: Literal["float", "int"] = "float"
-    choices: list[Choice] | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ParamSpace:
-        if self.choices is not None:
-            if self.low is not None or self.high is not None or self.log or self.step:
-                raise ValueError("give either choices or low/high, not both")
-            return self
-        if self.low is None or self.high is None:
-            raise ValueError("give low and high (or choices)")
-        if self.low > self.high:
-            raise ValueError(f"low {self.low:g} is above high {self.high:g}")
-        if self.log and self.low <= 0:
-            raise ValueError("log: true needs low > 0")
-        if self.log and self.step is not None:
-            raise ValueError("log and step cannot be combined")
-        if self.type == "int":
-            for v in (self.low, self.high, self.step):
-                if v is not None and v != int(v):
-                    raise ValueError(f"type int: {v:g} is not an integer")
-        return self
-
-    def extremes(self) -> list[Any]:
-        """The values the space can reach at its ends (every choice for categoricals)."""
-        if self.choices is not None:
-            return list(self.choices)
-        cast = int if self.type == "int" else float
-        return [cast(self.low), cast(self.high)]
+__all__ = ["ParamSpace", "PrunerConfig", "TuneConfig", "load_tune", "trial_suite"]
 
 
 class TuneBase(Strict):
@@ -98,6 +62,7 @@ class TuneBase(Strict):
     student: ModelConfig
     optim: OptimConfig = OptimConfig()
     method: MethodConfig
+    pretrain: dict[str, PretrainConfig] = {}  # the stage ``dataset.pretrain`` names, if any
 
 
 class Budget(Strict):
@@ -121,19 +86,6 @@ class SamplerConfig(Strict):
     seed: int = 0
     n_startup_trials: NonNegInt = 10
     multivariate: bool = True
-
-
-class PrunerConfig(Strict):
-    """Pruning on per-epoch validation accuracy (step = epoch, seeds run one after the
-    other). ``median``: MedianPruner; ``percentile``: PercentilePruner (prunes below the
-    given percentile of the other trials at the same epoch: gentler for noisy, small
-    validation splits); ``hyperband``: HyperbandPruner; ``none``."""
-
-    type: Literal["median", "percentile", "hyperband", "none"] = "median"
-    n_startup_trials: NonNegInt = 5  # median/percentile: completed trials before pruning
-    n_warmup_steps: NonNegInt = 1  # median/percentile: epochs before a trial can be pruned
-    percentile: Annotated[float, Field(gt=0, lt=100)] = 25.0  # percentile
-    reduction_factor: Annotated[int, Field(ge=2)] = 3  # hyperband
 
 
 class TuneConfig(Strict):
@@ -183,7 +135,52 @@ def trial_suite(cfg: TuneConfig, point: dict[str, Any]) -> SuiteConfig:
         optim=cfg.base.optim,
         methods=[method],
         num_workers=cfg.num_workers,
+        pretrain=cfg.base.pretrain,
     )
+
+
+RECIPE_KEYS = ("lr", "weight_decay", "batch_size")  # ``optim.*`` keys a search may cover
+
+
+def check_space(
+    method: str,
+    fixed: dict[str, Any],
+    space: dict[str, ParamSpace],
+    params_cls,
+    where: str,
+    *,
+    fixed_where: str = "params",
+) -> None:
+    """Searched keys are the method's params or ``optim.<recipe key>``, none also fixed in
+    ``fixed``, and both ends of every range (each choice) are valid values of the param:
+    one :class:`ConfigError` line naming ``<where>.<key>[.low|.high|.choices]``."""
+    fields = list(params_cls.model_fields)
+    for key, s in space.items():
+        section, _, name = key.partition(".")
+        recipe = section == "optim" and bool(name)
+        if recipe and name not in RECIPE_KEYS:
+            raise ConfigError(
+                f"{where}.{key}: only optim.{', optim.'.join(RECIPE_KEYS)} may be searched "
+                "(epochs are the budget's)"
+            )
+        if not recipe and key not in fields:
+            raise ConfigError(
+                f"{where}.{key}: not a param of method {method!r} "
+                f"(params: {', '.join(fields) or 'none'}; or optim.lr, optim.weight_decay)"
+            )
+        if key in fixed:
+            raise ConfigError(f"{where}.{key}: also fixed in {fixed_where}; set it in one place")
+        names = ["choices"] * len(s.choices) if s.choices else ["low", "high"]
+        for end, value in zip(names, s.extremes()):
+            try:
+                if recipe:
+                    OptimConfig.model_validate({name: value})
+                else:
+                    params_cls.model_validate({**fixed, key: value})
+            except ValidationError as exc:
+                raise ConfigError(
+                    f"{where}.{key}.{end}: {_first_error(exc)} (got {value!r})"
+                ) from None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -214,31 +211,17 @@ def check_tune(cfg: TuneConfig, source: str) -> None:
         raise ConfigError(
             f"{source}: base.method.name: {base.method.name!r} trains nothing; nothing to tune"
         )
-    fields = list(cls.Params.model_fields)
-    for key, space in cfg.space.items():
-        if key not in fields:
-            raise ConfigError(
-                f"{source}: space.{key}: not a param of method {base.method.name!r} "
-                f"(params: {', '.join(fields) or 'none'})"
-            )
-        if key in base.method.params:
-            raise ConfigError(
-                f"{source}: space.{key}: also fixed in base.method.params; set it in one place"
-            )
-        names = ["choices"] * len(space.choices) if space.choices else ["low", "high"]
-        for where, value in zip(names, space.extremes()):
-            try:
-                cls.Params.model_validate({**base.method.params, key: value})
-            except ValidationError as exc:
-                raise ConfigError(
-                    f"{source}: space.{key}.{where}: {_first_error(exc)} (got {value!r})"
-                ) from None
+    check_space(
+        base.method.name, base.method.params, cfg.space, cls.Params, f"{source}: space",
+        fixed_where="base.method.params",
+    )  # fmt: skip
     for i, point in enumerate(cfg.enqueue):
         for key in point:
             if key not in cfg.space:
                 raise ConfigError(f"{source}: enqueue.{i}.{key}: not a key of space")
         try:
-            cls.Params.model_validate({**base.method.params, **point})
+            own = {k: v for k, v in point.items() if not k.startswith("optim.")}
+            cls.Params.model_validate({**base.method.params, **own})
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, source, f"enqueue.{i}")) from None
     # names (dataset, models, local files) and the run plan, through the suite machinery
