@@ -1,4 +1,4 @@
-"""``python -m bench run|ls|table|tune|readings``: thin commands over the harness modules."""
+"""``python -m bench run|ls|table|tune|readings|power``: thin commands over the harness modules."""
 
 from __future__ import annotations
 
@@ -106,6 +106,47 @@ def _add_table(sub) -> None:
         default=None,
         help="with --mlflow and no source: results root of the default store (default: results)",
     )
+    p.add_argument(
+        "--effects",
+        action="store_true",
+        help="instead of mean ± std: each row minus the baseline row, paired by seed, with "
+        "its 95%% CI and the minimum detectable effect (MDE)",
+    )
+    _add_baseline(p)
+    _add_select(p)
+
+
+def _add_baseline(p) -> None:
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="ROW",
+        help="the row compared against (default: the suite's reference: row, else Vanilla KD)",
+    )
+
+
+def _add_select(p) -> None:
+    p.add_argument(
+        "--select",
+        choices=["last", "best-val", "best-test"],
+        default="last",
+        help="each run's test accuracy at: its last epoch (default), its best-validation "
+        "epoch, or its best-test epoch (optimistic: chosen on test; needs record_test_curve)",
+    )
+
+
+def _add_power(sub) -> None:
+    p = sub.add_parser(
+        "power", help="per row: paired sd against the baseline, MDE, and seeds a difference needs"
+    )
+    p.add_argument("source", type=Path, help="a suite results dir (results/<suite>)")
+    p.add_argument(
+        "--delta", type=float, required=True, help="difference to detect, in accuracy points"
+    )
+    _add_baseline(p)
+    p.add_argument("--alpha", type=float, default=0.05, help="two-sided significance level")
+    p.add_argument("--power", type=float, default=0.8, help="probability of detecting --delta")
+    _add_select(p)
 
 
 def _add_tune(sub) -> None:
@@ -168,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_table(sub)
     _add_tune(sub)
     _add_readings(sub)
+    _add_power(sub)
     return parser
 
 
@@ -264,9 +306,15 @@ def cmd_table(args) -> int:
 
     try:
         if args.mlflow is not None:
+            if args.effects or args.select != "last":
+                raise BenchError(
+                    "table: --effects and --select read result.json files, not --mlflow"
+                )
             text = _mlflow_table(args, report)
         elif args.source is None:
             raise BenchError("table: give a suite results dir (results/<suite>) or --mlflow NAME")
+        elif args.effects:
+            text = _effects_table(args)
         else:
             planned = None
             if args.suite is not None:
@@ -285,6 +333,7 @@ def cmd_table(args) -> int:
                 alpha=args.alpha,
                 caption=args.caption,
                 label=args.label,
+                select=args.select,
             )
     except ValueError as exc:  # no finished runs, unknown experiment, bad option value
         raise BenchError(f"table: {exc}") from None
@@ -292,6 +341,42 @@ def cmd_table(args) -> int:
         print(text)
     else:
         print(f"wrote {args.out}")
+    return 0
+
+
+def _effects_table(args) -> str:
+    """``bench table --effects``: paired differences to the baseline row."""
+    from bench.report.effect_tables import effects_table
+
+    if args.per_task or args.reference is not None or args.suite is not None:
+        raise BenchError("table: --effects takes none of --per-task, --reference, --suite")
+    return effects_table(
+        args.source,
+        baseline=args.baseline,
+        fmt=args.format,
+        out=args.out,
+        select=args.select,
+        caption=args.caption,
+        label=args.label,
+        alpha=args.alpha,
+    )
+
+
+def cmd_power(args) -> int:
+    from bench.report.effect_tables import power_table
+
+    try:
+        text = power_table(
+            args.source,
+            delta=args.delta,
+            baseline=args.baseline,
+            select=args.select,
+            alpha=args.alpha,
+            power=args.power,
+        )
+    except ValueError as exc:  # no finished runs, unknown baseline, bad --delta
+        raise BenchError(f"power: {exc}") from None
+    print(text)
     return 0
 
 
@@ -400,6 +485,7 @@ COMMANDS = {
     "table": cmd_table,
     "tune": cmd_tune,
     "readings": cmd_readings,
+    "power": cmd_power,
 }
 
 

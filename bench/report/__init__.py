@@ -4,7 +4,9 @@ Flow: :mod:`~bench.report.loading` (result.json files or MLflow -> a tidy frame,
 row per finished run) -> :mod:`~bench.report.aggregate` (mean / sample std / n over
 seeds, ordering, best / second best, paired tests, notes, paper rows) ->
 :mod:`~bench.report.formats` (LaTeX / Markdown / CSV); :mod:`~bench.report.tables`
-holds the entry points of the CLI and the harness."""
+holds the entry points of the CLI and the harness; :mod:`~bench.report.selection` the
+epoch each run reports (last / best-val / best-test); :mod:`~bench.report.effect_tables`
+the paired effects against a baseline row (``bench table --effects``, ``bench power``)."""
 
 from bench.report.aggregate import (
     AVG,
@@ -16,6 +18,7 @@ from bench.report.aggregate import (
     per_seed_values,
     summarize,
 )
+from bench.report.effect_tables import effects_table, power_table, resolve_baseline
 from bench.report.formats import FORMATS, latex_escape, to_csv, to_latex, to_markdown
 from bench.report.loading import (
     ID_COLUMNS,
@@ -32,6 +35,16 @@ from bench.report.loading import (
     read_records,
     results_frame,
 )
+from bench.report.selection import (
+    PROTOCOLS,
+    MissingTestCurve,
+    SelectionUnavailable,
+    protocols_frame,
+    select_test_acc,
+    selected_column,
+    selected_epoch,
+    selected_frame,
+)
 from bench.report.tables import render_frame, render_table, write_suite_tables
 
 __all__ = [
@@ -40,11 +53,15 @@ __all__ = [
     "FORMATS",
     "ID_COLUMNS",
     "MERGE",
+    "PROTOCOLS",
     "SCALAR_METRICS",
     "TASK_PREFIX",
+    "MissingTestCurve",
+    "SelectionUnavailable",
     "Table",
     "build_table",
     "drop_superseded",
+    "effects_table",
     "failures_frame",
     "histories_frame",
     "latex_escape",
@@ -55,10 +72,17 @@ __all__ = [
     "load_results_mlflow",
     "paper_reference",
     "per_seed_values",
+    "power_table",
+    "protocols_frame",
     "read_records",
     "render_frame",
     "render_table",
+    "resolve_baseline",
     "results_frame",
+    "select_test_acc",
+    "selected_column",
+    "selected_epoch",
+    "selected_frame",
     "summarize",
     "to_csv",
     "to_latex",

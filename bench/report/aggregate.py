@@ -28,6 +28,8 @@ METRIC_TEXT = {
     "test_acc": "union top-1 test accuracy (last epoch)",
     "val_acc": "validation accuracy",
     "test_acc_at_best_val": "test accuracy at the best-validation epoch",
+    "test_acc@best-val": "union top-1 test accuracy at each run's best-validation epoch",
+    "test_acc@best-test": "union top-1 test accuracy at each run's best-test epoch",
 }
 # Suite column ids accepted as the paper's dataset names (reference rows).
 DATASET_ALIASES = {
@@ -271,6 +273,7 @@ def build_table(
     reference: str | None = None,
     n_failed: int = 0,
     failures: pd.DataFrame | None = None,
+    extra_notes: Sequence[str] = (),
 ) -> Table:
     """Summarise ``df`` and decide ordering, emphasis, daggers and the footnote lines.
 
@@ -279,7 +282,8 @@ def build_table(
 
     Rows whose method is in ``exclude`` are shown first and not ranked. ``reference``:
     None, ``"paper"`` (= ``"paper:2"``, matched by dataset id) or ``"paper:5"`` (T1/T2/Merge)
-    appends the published numbers as unranked ``(paper)`` rows.
+    appends the published numbers as unranked ``(paper)`` rows. ``extra_notes``: lines
+    appended to the footnote (e.g. the selection protocol).
     """
     if df.empty:
         raise ValueError("no finished runs to tabulate")
@@ -341,7 +345,7 @@ def build_table(
             notes.append(
                 f"No published numbers of Table {table_no} of {PAPER} match these columns."
             )
-    table.notes = notes
+    table.notes = notes + list(extra_notes)
     return table
 
 

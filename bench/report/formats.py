@@ -29,6 +29,8 @@ _LATEX_CHARS = {
     "‡": r"$^\ddagger$",
     "≥": r"$\geq$",
     "…": r"\ldots{}",
+    "—": "---",
+    "–": "--",
     "×": r"$\times$",
     "α": r"$\alpha$",
 }

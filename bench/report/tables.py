@@ -22,6 +22,7 @@ from bench.report.loading import (
     results_frame,
     runs_dir,
 )
+from bench.report.selection import PROTOCOL_TEXT, selected_column, selected_frame
 
 
 def render_table(
@@ -37,16 +38,28 @@ def render_table(
     metric: str = "test_acc",
     exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
     planned: dict[tuple[str, str, int], str] | None = None,
+    select: str = "last",
 ) -> str:
     """The table of ``suite_dir`` as ``fmt`` (markdown | latex | csv); also written to ``out``.
-    ``planned``: leave out runs a current plan supersedes (:func:`drop_superseded`)."""
+    ``planned``: leave out runs a current plan supersedes (:func:`drop_superseded`).
+    ``select``: the epoch whose test accuracy each run reports (:mod:`.selection`); raises
+    :class:`~bench.report.selection.SelectionUnavailable` (nothing written) when runs
+    lack what it reads."""
     records = read_records(suite_dir)
     if planned is not None:
         records = drop_superseded(records, planned)
-    df = results_frame(records)
     failures = failures_frame(records)
-    if df.empty:
+    if not any(r.get("status") == "finished" for r in records):
         raise ValueError(f"no finished runs under {runs_dir(suite_dir)} ({len(failures)} failed)")
+    notes: list[str] = []
+    if select != "last":
+        if per_task:
+            raise ValueError(f"--select {select}: per-task columns are reported for last only")
+        if metric != "test_acc":
+            raise ValueError(f"--select {select} selects test_acc, not {metric}")
+        metric = selected_column(select)
+        notes.append(f"Selection: {PROTOCOL_TEXT[select]}.")
+    df = selected_frame(records, select)
     return render_frame(
         df,
         len(failures),
@@ -61,6 +74,7 @@ def render_table(
         metric=metric,
         exclude=exclude,
         failures=failures,
+        extra_notes=notes,
     )
 
 
@@ -78,13 +92,24 @@ def render_frame(
     metric: str = "test_acc",
     exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
     failures: pd.DataFrame | None = None,
+    extra_notes: Sequence[str] = (),
 ) -> str:
     """A tidy results frame (from ``result.json`` files or MLflow) as ``fmt``; also
-    written atomically to ``out``. ``failures``: the failed runs, marked in their cells."""
+    written atomically to ``out``. ``failures``: the failed runs, marked in their cells;
+    ``extra_notes``: lines appended to the footnote."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
     table = build_table(
-        df, metric, per_task, exclude, test, alpha, reference, n_failed, failures=failures
+        df,
+        metric,
+        per_task,
+        exclude,
+        test,
+        alpha,
+        reference,
+        n_failed,
+        failures=failures,
+        extra_notes=extra_notes,
     )
     text = render(table, fmt, caption, label)
     if out is not None:
