@@ -1,4 +1,5 @@
-"""``python -m bench run|ls|table|tune|readings|power``: thin commands over the harness modules."""
+"""``python -m bench run|ls|table|power|tune|readings|verdict|data``: thin commands over the
+harness modules."""
 
 from __future__ import annotations
 
@@ -198,6 +199,37 @@ def _add_readings(sub) -> None:
     )
 
 
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="check a dataset root against its official distribution")
+    actions = p.add_subparsers(dest="action", required=True)
+    c = actions.add_parser(
+        "check",
+        help="list a root's layout, its counts beside the official ones, missing files "
+        "and (--decode) corrupt images",
+    )
+    c.add_argument("name", help="a dataset loader, e.g. stanford_dogs")
+    c.add_argument(
+        "root",
+        nargs="?",
+        default=None,
+        help="the dataset's folder (default: what the loader uses, $KA_BENCH_DATA/<folder>)",
+    )
+    c.add_argument("--decode", action="store_true", help="open every image (slow)")
+    c.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="with --decode: name corrupt images but pass, as the loader's skip_corrupt does",
+    )
+    c.add_argument(
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a loader param that changes the lists, e.g. --param annotation_level=family",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -210,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune(sub)
     _add_readings(sub)
     _add_power(sub)
+    _add_data(sub)
     return parser
 
 
@@ -479,6 +512,21 @@ def cmd_readings(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    import yaml
+
+    from bench.datacheck import check_data
+
+    params = {}
+    for item in args.params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--param: expected KEY=VALUE, got {item!r}")
+        params[key] = yaml.safe_load(value)
+    check_data(args.name, args.root, params, decode=args.decode, skip_corrupt=args.skip_corrupt)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "ls": cmd_ls,
@@ -486,6 +534,7 @@ COMMANDS = {
     "tune": cmd_tune,
     "readings": cmd_readings,
     "power": cmd_power,
+    "data": cmd_data,
 }
 
 

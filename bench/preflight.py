@@ -14,6 +14,7 @@ import functools
 import inspect
 import os
 import sqlite3
+import sys
 import typing
 import warnings
 from collections.abc import Callable, Iterable
@@ -84,11 +85,32 @@ def check_dataset(name: str, root: str | None, params: dict[str, Any], where: st
     layout = getattr(loader, "check_layout", None)
     if layout is None:
         return
+    key = "params.archive" if root is None and params.get("archive") else "root"
     try:
         layout(root, **params)
+        warning = count_warning(name, root, params)
     except DatasetError as exc:
-        key = "params.archive" if root is None and params.get("archive") else "root"
         raise ConfigError(f"{where}.{key}: {exc}") from None
+    if warning:
+        print(f"warning: {where}.{key}: {warning}", file=sys.stderr)
+
+
+def count_warning(name: str, root: str | None, params: dict[str, Any]) -> str | None:
+    """A root of a dataset with an official manifest (:mod:`bench.datasets.manifest`) whose
+    split lists hold other counts, in one line (a subset is said as one); else None. Reads
+    the lists only (no image is opened)."""
+    from bench.datasets.manifest import OFFICIAL, compare, official
+
+    loader = DATASETS.get(name)
+    if name not in OFFICIAL or not hasattr(loader, "list_files"):
+        return None
+    listing = loader.list_files(root, **params)
+    verdict, details = compare(listing.counts(), official(name, **params))
+    if verdict == "complete":
+        return None
+    if verdict == "subset":
+        return f"{name} at {listing.root}: {details} (a subset)"
+    return f"{name} at {listing.root}: differs from the official distribution: {details}"
 
 
 def check_checkpoint(path: str, where: str) -> None:

@@ -121,3 +121,21 @@ class SourceData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+@dataclass
+class Listing:
+    """What a file loader's split lists say, read without decoding an image: the
+    dataset's folder, its layout in words, the classes, and each split's (file, label)
+    pairs (labels 0-based, in list order; files not checked for existence)."""
+
+    name: str
+    root: Path
+    layout: str
+    class_names: list[str]
+    train: list[tuple[Path, int]]
+    test: list[tuple[Path, int]]
+
+    def counts(self) -> tuple[int, int, int]:
+        """(classes, train images, test images)."""
+        return len(self.class_names), len(self.train), len(self.test)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.datasets.base import SourceData
+from bench.datasets.base import Listing, SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
@@ -35,10 +35,27 @@ def cub200(
 ) -> SourceData:
     """CUB-200-2011 birds, 200 classes, the official train/test split.
 
-    Classes in class-id order. ``root`` is the ``CUB_200_2011`` folder (or its parent)."""
-    root = _locate(resolve_root("cub200", root, "CUB_200_2011"))
+    Classes in class-id order. ``root`` is the ``CUB_200_2011`` folder (or its parent, where
+    ``CUB_200_2011.tgz`` was unpacked)."""
     load_size = check_sizes("cub200", image_size, load_size, channels)
+    listing = list_files(root)
+    splits = []
+    for split, pairs, limit in (
+        ("train", listing.train, train_per_class),
+        ("test", listing.test, test_per_class),
+    ):
+        labs = [y for _, y in pairs]
+        keep = limit_per_class(labs, limit, split_seed, "cub200")
+        files, labs = [pairs[k][0] for k in keep], [labs[k] for k in keep]
+        splits.append(
+            file_images("cub200", split, files, labs, load_size, channels, skip_corrupt, in_memory)
+        )
+    return source(splits[0], splits[1], listing.class_names, channels, image_size, load_size)
 
+
+def list_files(root=None, **_) -> Listing:
+    """The official index files read into (file, label) pairs (no decode)."""
+    root = _locate(resolve_root("cub200", root, "CUB_200_2011"))
     paths = _table(root / "images.txt")
     labels = {
         i: _int(root / "image_class_labels.txt", i, v)
@@ -49,6 +66,8 @@ def cub200(
         for i, v in _table(root / "train_test_split.txt").items()
     }
     ids = sorted(paths, key=lambda i: int(i) if i.isdigit() else i)
+    if not ids:
+        raise DatasetError(f"cub200: {root / 'images.txt'} lists no images")
     for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", is_train)):
         missing = [i for i in ids if i not in table]
         if missing:
@@ -57,18 +76,13 @@ def cub200(
     if min(labels[i] for i in ids) < 1:
         raise DatasetError(f"cub200: {root / 'image_class_labels.txt'}: class ids start at 1")
     classes = _class_names(root, ids, paths, labels, num_classes)
-
-    splits = []
-    for split, flag, limit in (("train", 1, train_per_class), ("test", 0, test_per_class)):
-        chosen = [i for i in ids if is_train[i] == flag]
-        files = [root / "images" / paths[i] for i in chosen]
-        labs = [labels[i] - 1 for i in chosen]
-        keep = limit_per_class(labs, limit, split_seed, "cub200")
-        files, labs = [files[k] for k in keep], [labs[k] for k in keep]
-        splits.append(
-            file_images("cub200", split, files, labs, load_size, channels, skip_corrupt, in_memory)
-        )
-    return source(splits[0], splits[1], classes, channels, image_size, load_size)
+    train, test = (
+        [(root / "images" / paths[i], labels[i] - 1) for i in ids if is_train[i] == flag]
+        for flag in (1, 0)
+    )
+    names = "classes.txt" if (root / "classes.txt").is_file() else "image folders"
+    layout = f"images/<class>/*.jpg listed by images.txt; class names from {names}"
+    return Listing("cub200", root, layout, classes, train, test)
 
 
 def _locate(root: Path) -> Path:
@@ -116,4 +130,5 @@ def _class_names(root, ids, paths, labels, num_classes) -> list[str]:
     return names
 
 
+cub200.list_files = list_files
 cub200.check_layout = lambda root=None, **_: _locate(resolve_root("cub200", root, "CUB_200_2011"))

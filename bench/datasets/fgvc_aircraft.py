@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from bench.datasets.base import SourceData
+from bench.datasets.base import Listing, SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
@@ -27,7 +27,8 @@ LEVELS = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "
 def _expected(level: str, train_split: str) -> str:
     return (
         f"data/images/, data/{LEVELS[level]}, data/images_{level}_{train_split}.txt, "
-        f"data/images_{level}_test.txt (in a folder named {FOLDER}, or in <root>/{FOLDER})"
+        f"data/images_{level}_test.txt (in a folder named {FOLDER}, or in <root>/{FOLDER}; "
+        f"or the root is {FOLDER}/data)"
     )
 
 
@@ -51,22 +52,39 @@ def fgvc_aircraft(
     the release's list; ``train_split: train`` leaves val out. Images keep their copyright
     banner (as torchvision serves them)."""
     name = "fgvc_aircraft"
+    load_size = check_sizes(name, image_size, load_size, channels)
+    listing = list_files(root, annotation_level, train_split)
+    splits = []
+    for split, pairs, limit in (
+        ("train", listing.train, train_per_class),
+        ("test", listing.test, test_per_class),
+    ):
+        labels = [y for _, y in pairs]
+        keep = limit_per_class(labels, limit, split_seed, name)
+        files, labels = [pairs[k][0] for k in keep], [labels[k] for k in keep]
+        splits.append(
+            file_images(name, split, files, labels, load_size, channels, skip_corrupt, in_memory)
+        )
+    return source(splits[0], splits[1], listing.class_names, channels, image_size, load_size)
+
+
+def list_files(
+    root=None, annotation_level: str = "variant", train_split: str = "trainval", **_
+) -> Listing:
+    """The release's list files read (by torchvision) into (file, label) pairs (no decode)."""
+    name = "fgvc_aircraft"
     if annotation_level not in LEVELS:
         raise DatasetError(f"{name}: annotation_level must be one of {sorted(LEVELS)}")
     if train_split not in ("trainval", "train"):
         raise DatasetError(f"{name}: train_split must be 'trainval' or 'train'")
     root = resolve_root(name, root, FOLDER)
-    load_size = check_sizes(name, image_size, load_size, channels)
     expected = _expected(annotation_level, train_split)
     tv_root = _torchvision_root(root, annotation_level, train_split, expected)
     from bench.compat import import_torchvision
 
     reader = import_torchvision().datasets.FGVCAircraft
-    splits, classes = [], []
-    for split, tv_split, limit in (
-        ("train", train_split, train_per_class),
-        ("test", "test", test_per_class),
-    ):
+    pairs, classes = [], []
+    for tv_split in (train_split, "test"):
         try:
             ds = reader(
                 str(tv_root), split=tv_split, annotation_level=annotation_level, download=False
@@ -77,24 +95,27 @@ def fgvc_aircraft(
                 f"({type(exc).__name__}: {exc}): expected {expected}"
             ) from exc
         classes = list(ds.classes)
-        files, labels = [Path(p) for p in ds._image_files], [int(y) for y in ds._labels]
-        keep = limit_per_class(labels, limit, split_seed, name)
-        files, labels = [files[k] for k in keep], [labels[k] for k in keep]
-        splits.append(
-            file_images(name, split, files, labels, load_size, channels, skip_corrupt, in_memory)
-        )
-    return source(splits[0], splits[1], classes, channels, image_size, load_size)
+        pairs.append([(Path(p), int(y)) for p, y in zip(ds._image_files, ds._labels)])
+    layout = (
+        f"data/images/*.jpg listed by data/images_{annotation_level}_{train_split}.txt and "
+        f"data/images_{annotation_level}_test.txt; classes from data/{LEVELS[annotation_level]}"
+    )
+    return Listing(name, tv_root / FOLDER, layout, classes, pairs[0], pairs[1])
 
 
 def _torchvision_root(root: Path, level: str, train_split: str, expected: str) -> Path:
-    """torchvision reads ``<its root>/fgvc-aircraft-2013b``: accept it or its parent."""
+    """torchvision reads ``<its root>/fgvc-aircraft-2013b``: accept that folder, its parent
+    or its ``data/`` folder."""
     need = (
         "images",
         LEVELS[level],
         f"images_{level}_{train_split}.txt",
         f"images_{level}_test.txt",
     )
-    for base, tv_root in ((root / FOLDER, root), (root, root.parent)):
+    candidates = [(root / FOLDER, root), (root, root.parent)]
+    if root.name == "data":
+        candidates.append((root.parent, root.parent.parent))
+    for base, tv_root in candidates:
         if base.name == FOLDER and all((base / "data" / f).exists() for f in need):
             return tv_root
     raise layout_error("fgvc_aircraft", root, "FGVC-Aircraft", expected)
@@ -112,4 +133,5 @@ def _check_layout(
     )
 
 
+fgvc_aircraft.list_files = list_files
 fgvc_aircraft.check_layout = _check_layout

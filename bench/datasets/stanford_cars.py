@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.datasets.base import SourceData
+from bench.datasets.base import Listing, SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
@@ -45,16 +45,34 @@ def stanford_cars(
 
     Classes in devkit order (``cars_meta.mat``). ``root`` is the ``stanford_cars`` folder
     or its parent (torchvision's ``root``)."""
-    root = resolve_root("stanford_cars", root, FOLDER)
     load_size = check_sizes("stanford_cars", image_size, load_size, channels)
-    tv_root = _torchvision_root(root)
+    listing = list_files(root)
+    splits = []
+    for split, pairs, limit in (
+        ("train", listing.train, train_per_class),
+        ("test", listing.test, test_per_class),
+    ):
+        labels = [y for _, y in pairs]
+        keep = limit_per_class(labels, limit, split_seed, "stanford_cars")
+        files, labels = [pairs[k][0] for k in keep], [labels[k] for k in keep]
+        splits.append(
+            file_images(
+                "stanford_cars", split, files, labels, load_size, channels, skip_corrupt, in_memory
+            )
+        )
+    return source(splits[0], splits[1], listing.class_names, channels, image_size, load_size)
+
+
+def list_files(root=None, **_) -> Listing:
+    """The devkit annotations read (by torchvision) into (file, label) pairs (no decode)."""
+    tv_root = _torchvision_root(resolve_root("stanford_cars", root, FOLDER))
     from scipy.io.matlab import MatReadError
 
     from bench.compat import import_torchvision
 
     reader = import_torchvision().datasets.StanfordCars
-    splits, classes = [], []
-    for split, limit in (("train", train_per_class), ("test", test_per_class)):
+    pairs, classes = [], []
+    for split in ("train", "test"):
         try:
             ds = reader(str(tv_root), split=split, download=False)
         except (
@@ -71,18 +89,12 @@ def stanford_cars(
                 f"({type(exc).__name__}: {exc}): expected {', '.join(FILES)}"
             ) from exc
         classes = [str(c) for c in ds.classes]
-        files = [Path(p) for p, _ in ds._samples]
-        labels = [int(y) for _, y in ds._samples]
-        if labels and not 0 <= min(labels) <= max(labels) < len(classes):
+        split_pairs = [(Path(p), int(y)) for p, y in ds._samples]
+        if split_pairs and not all(0 <= y < len(classes) for _, y in split_pairs):
             raise DatasetError(f"stanford_cars: {tv_root / FOLDER}: a class id is out of range")
-        keep = limit_per_class(labels, limit, split_seed, "stanford_cars")
-        files, labels = [files[k] for k in keep], [labels[k] for k in keep]
-        splits.append(
-            file_images(
-                "stanford_cars", split, files, labels, load_size, channels, skip_corrupt, in_memory
-            )
-        )
-    return source(splits[0], splits[1], classes, channels, image_size, load_size)
+        pairs.append(split_pairs)
+    layout = "devkit/*.mat, cars_train/, cars_test/, cars_test_annos_withlabels.mat"
+    return Listing("stanford_cars", tv_root / FOLDER, layout, classes, pairs[0], pairs[1])
 
 
 def _torchvision_root(root: Path) -> Path:
@@ -93,6 +105,7 @@ def _torchvision_root(root: Path) -> Path:
     raise layout_error("stanford_cars", root, "Stanford Cars", EXPECTED)
 
 
+stanford_cars.list_files = list_files
 stanford_cars.check_layout = lambda root=None, **_: _torchvision_root(
     resolve_root("stanford_cars", root, FOLDER)
 )

@@ -1,13 +1,15 @@
-"""Stanford Dogs, official layout: ``Images/<wnid>-<breed>/*.jpg`` and the split lists
-``lists/train_list.mat``, ``lists/test_list.mat`` (``file_list``, 1-based ``labels``)."""
+"""Stanford Dogs as its tarballs unpack: ``Images/<wnid>-<breed>/*.jpg`` (images.tar) and
+the split lists ``train_list.mat``, ``test_list.mat`` (``file_list``, 1-based ``labels``)
+at the top level beside ``Images/`` (lists.tar), or in ``lists/``."""
 
 from __future__ import annotations
 
+import filecmp
 from pathlib import Path
 
 import numpy as np
 
-from bench.datasets.base import SourceData
+from bench.datasets.base import Listing, SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
@@ -20,10 +22,15 @@ from bench.datasets.memory import file_images
 from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
-EXPECTED = "Images/<wnid>-<breed>/*.jpg, lists/train_list.mat, lists/test_list.mat"
+NAME = "stanford_dogs"
+SPLIT_LISTS = ("train_list.mat", "test_list.mat")
+EXPECTED = (
+    "Images/<wnid>-<breed>/*.jpg with train_list.mat and test_list.mat either at the top "
+    "level (as lists.tar unpacks them) or in lists/"
+)
 
 
-@DATASETS.register("stanford_dogs")
+@DATASETS.register(NAME)
 def stanford_dogs(
     root=None,
     image_size: Size = 224,
@@ -35,51 +42,81 @@ def stanford_dogs(
     train_per_class: PerClass | None = None,
     test_per_class: PerClass | None = None,
 ) -> SourceData:
-    """Stanford Dogs, 120 breeds, the official split (``lists/*.mat``).
+    """Stanford Dogs, 120 breeds, the official split (``train_list.mat``, ``test_list.mat``).
 
     Classes in label order, named by their folder without the wnid."""
-    root = resolve_root("stanford_dogs", root, "stanford_dogs")
-    load_size = check_sizes("stanford_dogs", image_size, load_size, channels)
-    lists = _check_root(root)
-
-    folders: dict[int, str] = {}
+    load_size = check_sizes(NAME, image_size, load_size, channels)
+    listing = list_files(root)
     splits = []
-    for split, mat, limit in zip(("train", "test"), lists, (train_per_class, test_per_class)):
+    for split, pairs, limit in (
+        ("train", listing.train, train_per_class),
+        ("test", listing.test, test_per_class),
+    ):
+        labels = [y for _, y in pairs]
+        keep = limit_per_class(labels, limit, split_seed, NAME)
+        files, labs = [pairs[k][0] for k in keep], [labels[k] for k in keep]
+        splits.append(
+            file_images(NAME, split, files, labs, load_size, channels, skip_corrupt, in_memory)
+        )
+    return source(splits[0], splits[1], listing.class_names, channels, image_size, load_size)
+
+
+def list_files(root=None, **_) -> Listing:
+    """The official split lists of ``root`` read into (file, label) pairs (no decode)."""
+    root = resolve_root(NAME, root, NAME)
+    lists, where = _split_lists(root)
+    folders: dict[int, str] = {}
+    pairs = []
+    for mat in lists:
         rel, labels = _read_list(mat)
         for r, y in zip(rel, labels):
             folder = Path(r).parent.as_posix()
             if folders.setdefault(y, folder) != folder:
                 raise DatasetError(
-                    f"stanford_dogs: {mat}: label {y + 1} covers folders {folders[y]} and {folder}"
+                    f"{NAME}: {mat}: label {y + 1} covers folders {folders[y]} and {folder}"
                 )
-        keep = limit_per_class(labels, limit, split_seed, "stanford_dogs")
-        files = [root / "Images" / rel[k] for k in keep]
-        labs = [labels[k] for k in keep]
-        splits.append(
-            file_images(
-                "stanford_dogs", split, files, labs, load_size, channels, skip_corrupt, in_memory
-            )
-        )
+        pairs.append([(root / "Images" / r, y) for r, y in zip(rel, labels)])
     if not folders:
-        raise DatasetError(f"stanford_dogs: {root / 'lists'}: the split lists name no images")
+        raise DatasetError(f"{NAME}: {lists[0].parent}: the split lists name no images")
     missing = [y + 1 for y in range(max(folders) + 1) if y not in folders]
     if missing:
-        raise DatasetError(f"stanford_dogs: {root / 'lists'}: no image has label {missing[0]}")
+        raise DatasetError(f"{NAME}: {lists[0].parent}: no image has label {missing[0]}")
     classes = [_breed(folders[y]) for y in range(len(folders))]
-    return source(splits[0], splits[1], classes, channels, image_size, load_size)
+    layout = f"Images/<wnid>-<breed>/*.jpg; split lists {where}"
+    return Listing(NAME, root, layout, classes, pairs[0], pairs[1])
 
 
-def _check_root(root: Path) -> list[Path]:
-    """The two split lists of ``root``, after checking the official layout is there."""
-    lists = [root / "lists" / f"{s}_list.mat" for s in ("train", "test")]
-    if not (root / "Images").is_dir() or not all(p.is_file() for p in lists):
-        raise layout_error("stanford_dogs", root, "Stanford Dogs", EXPECTED)
-    return lists
+def _split_lists(root: Path) -> tuple[list[Path], str]:
+    """The two split lists of ``root`` and where they are, after checking the layout: at
+    the top level or in ``lists/``; both places only when the files are identical."""
+    if not root.is_dir() or not (root / "Images").is_dir():
+        raise layout_error(NAME, root, "Stanford Dogs", EXPECTED)
+    places = {
+        "at the top level (as lists.tar unpacks them)": [root / f for f in SPLIT_LISTS],
+        "in lists/": [root / "lists" / f for f in SPLIT_LISTS],
+    }
+    used = {w: ps for w, ps in places.items() if any(p.is_file() for p in ps)}
+    if not used:
+        raise layout_error(NAME, root, "Stanford Dogs", EXPECTED)
+    for paths in used.values():
+        for p in paths:
+            if not p.is_file():
+                raise DatasetError(f"{NAME}: {p} is missing: expected {EXPECTED}")
+    if len(used) == 2:
+        top, sub = used.values()
+        for a, b in zip(top, sub):
+            if not filecmp.cmp(a, b, shallow=False):
+                raise DatasetError(
+                    f"{NAME}: {a} and {b} differ: keep one set of split lists "
+                    "(the top level, as lists.tar unpacks them, or lists/)"
+                )
+        return top, "at the top level and, identical, in lists/"
+    ((where, paths),) = used.items()
+    return paths, where
 
 
-stanford_dogs.check_layout = lambda root=None, **_: _check_root(
-    resolve_root("stanford_dogs", root, "stanford_dogs")
-)
+stanford_dogs.list_files = list_files
+stanford_dogs.check_layout = lambda root=None, **_: _split_lists(resolve_root(NAME, root, NAME))
 
 
 def _read_list(mat: Path) -> tuple[list[str], list[int]]:
@@ -93,10 +130,10 @@ def _read_list(mat: Path) -> tuple[list[str], list[int]]:
         labels = [int(y) - 1 for y in np.asarray(data["labels"]).ravel()]
     except (MatReadError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise DatasetError(
-            f"stanford_dogs: {mat} is not a split list with file_list and labels: {exc}"
+            f"{NAME}: {mat} is not a split list with file_list and labels: {exc}"
         ) from exc
     if len(files) != len(labels) or (labels and min(labels) < 0):
-        raise DatasetError(f"stanford_dogs: {mat}: file_list and 1-based labels do not match")
+        raise DatasetError(f"{NAME}: {mat}: file_list and 1-based labels do not match")
     return files, labels
 
 
