@@ -265,9 +265,8 @@ def cmd_run(args) -> int:
         raise BenchError(f"--gpus-per-run: must be in (0, 1], got {args.gpus_per_run}")
     if args.dry_run:  # the plan's modules only: no model is built, nothing trained
         from bench.dryrun import describe_plan
-        from bench.store import RunStore
-
         from bench.plan import finished_studies, plan_studies
+        from bench.store import RunStore
         from bench.studies import describe_studies
 
         studies = plan_studies(suite)
