@@ -81,3 +81,22 @@ def describe_studies(studies: list[StudyPlan], results_root: Path) -> list[str]:
         space = ", ".join(study.cfg.space)
         lines.append(f"  {study.name}  {study.row} / {study.column} [{space}]  {state}")
     return lines
+
+
+def protocol_notes(studies: list[StudyPlan], results_root: Path) -> list[str]:
+    """Table footnotes: the one budget of the tuned rows and each row's best params."""
+    if not studies:
+        return []
+    cfg = studies[0].cfg
+    notes = [
+        f"(tuned) rows: each row and column tuned on the same budget, {cfg.budget.n_trials} "
+        f"Optuna trials (TPE seed {cfg.sampler.seed}, {cfg.pruner.type} pruner) of "
+        f"{cfg.epochs} epoch(s) on seed(s) {', '.join(map(str, cfg.seeds))}, maximising "
+        f"validation accuracy ({cfg.objective.epoch} epoch); the test split is never read "
+        "while tuning; trial 0 is the row's own params when they lie in the space."
+    ]
+    for study in studies:
+        best = read_best(results_root, study)
+        if best is not None:
+            notes.append(f"{study.row} / {study.column}: {format_point(best)}.")
+    return notes

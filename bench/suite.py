@@ -21,12 +21,12 @@ from bench.context import ExecOptions
 from bench.errors import StorageError
 from bench.launch import Slots, launch
 from bench.migrate import migrate
-from bench.plan import PlannedRun, expand, planned_cells
+from bench.plan import PlannedRun, dose_points, expand, plan_studies, planned_cells
 from bench.pretrain import get_backbone
 from bench.progress import bar as progress_bar
 from bench.specs import unique_stages
 from bench.store import RunStore
-from bench.studies import run_studies
+from bench.studies import protocol_notes, run_studies
 from bench.tracking import SuiteTracker, one_line
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ def run_suite(
             record(run, rec)
             bar.update(1)
         bar.close()
-        write_tables(store, runs, outcome)
+        notes = protocol_notes(plan_studies(suite), results_root) if suite.protocol else []
+        write_tables(store, runs, outcome, suite.reference, notes)
     except BaseException as exc:
         if tracker is not None:
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
@@ -232,16 +233,29 @@ class Recorder:
             )
 
 
-def write_tables(store: RunStore, runs: list[PlannedRun], outcome: SuiteOutcome) -> None:
+def write_tables(
+    store: RunStore,
+    runs: list[PlannedRun],
+    outcome: SuiteOutcome,
+    reference: str,
+    notes: list[str] = (),
+) -> None:
     """The suite's tables and plots (:mod:`bench.report`), from the records this plan
-    keeps (superseded ones left out), once anything is finished."""
-    from bench.report import write_suite_tables
+    keeps (superseded ones left out), once anything is finished; with ``sweep:`` rows,
+    the dose-response plots against the ``reference`` row too."""
+    from bench.report import drop_superseded, read_records, results_frame, write_suite_tables
+    from bench.report.dose import write_dose_plots
 
     if not any(store.is_finished(r.key) for r in runs):
         return
-    written = write_suite_tables(store.suite_dir, planned_cells(runs))
+    cells = planned_cells(runs)
+    written = write_suite_tables(store.suite_dir, cells, extra_notes=list(notes))
     if isinstance(written, dict):
         outcome.tables = [Path(p) for p in written.values()]
+    doses = dose_points(runs)
+    if doses:
+        df = results_frame(drop_superseded(read_records(store.suite_dir), cells))
+        outcome.tables += write_dose_plots(df, doses, reference, store.suite_dir)
     table_md = store.suite_dir / "table.md"
     outcome.table = table_md.read_text() if table_md.is_file() else str(written or "")
 
