@@ -230,6 +230,18 @@ def _add_data(sub) -> None:
     )
 
 
+def _add_verdict(sub) -> None:
+    p = sub.add_parser(
+        "verdict",
+        help="render the verdict page (docs/verdict.md) from a finished verdict study",
+    )
+    p.add_argument("source", type=Path, help="the study's results dir, e.g. results/verdict_cpu")
+    p.add_argument("--suite", type=Path, required=True, help="its suite file")
+    p.add_argument("--out", type=Path, default=Path("docs/verdict.md"), help="the page")
+    p.add_argument("--candidate", default="CKA (tuned)", help="the row whose claim is judged")
+    p.add_argument("--baseline", default="Vanilla KD (tuned)", help="the row it must beat")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -242,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune(sub)
     _add_readings(sub)
     _add_power(sub)
+    _add_verdict(sub)
     _add_data(sub)
     return parser
 
@@ -511,6 +524,21 @@ def cmd_readings(args) -> int:
     return 0
 
 
+def cmd_verdict(args) -> int:
+    from bench import verdict
+
+    if not args.source.is_dir():
+        raise BenchError(f"verdict: {args.source}: no such results directory")
+    try:
+        path = verdict.write(
+            args.source, args.suite, args.out, candidate=args.candidate, baseline=args.baseline
+        )
+    except ValueError as exc:  # no finished runs, unknown row
+        raise BenchError(f"verdict: {exc}") from None
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_data(args) -> int:
     import yaml
 
@@ -533,6 +561,7 @@ COMMANDS = {
     "tune": cmd_tune,
     "readings": cmd_readings,
     "power": cmd_power,
+    "verdict": cmd_verdict,
     "data": cmd_data,
 }
 

@@ -303,3 +303,55 @@ def test_kill_9_during_tuning_resumes_without_repeating_a_finished_trial(tmp_pat
     assert "RUNNING" not in states  # the killed trial was marked failed on resume
     assert read_best(results, study) is not None
     assert len(list((results / "killed" / "runs").glob("*/result.json"))) == 1
+
+
+# -------------------------------------------------------------------- the page
+
+
+def test_verdict_page_from_a_finished_study(tmp_path, capsys):
+    """`bench verdict` renders the answer, the CIs (checked against the records by hand),
+    budgets, dose plots, the three selection protocols and power from a finished study."""
+    import math
+
+    from scipy import stats
+
+    methods = [
+        {"name": "supervised"},
+        {"name": "vanilla_kd"},
+        {"name": "cka"},
+        {"name": "cka", "label": "CKA (paper-literal)", "params": {"reading": "paper-literal"}},
+        {"name": "vanilla_kd", "search": {"optim.lr": {"low": 0.002, "high": 0.005}}},
+        {"name": "cka", "search": {"optim.lr": {"low": 0.002, "high": 0.005}}},
+        {"name": "cka", "sweep": {"lambda_inter": [0, 1]}},
+    ]
+    suite = tiny_suite("page", methods=methods, seeds=[0, 1], protocol=PROTOCOL,
+                       record_test_curve=True)  # fmt: skip
+    path = write_suite(tmp_path / "page.yaml", suite)
+    results = tmp_path / "results"
+    argv = ["run", str(path), "--results", str(results), "--no-mlflow", "--no-progress"]
+    assert main(argv) == 0
+    out = tmp_path / "docs" / "verdict.md"
+    assert main(["verdict", str(results / "page"), "--suite", str(path), "--out", str(out)]) == 0
+    page = out.read_text()
+    recs = [yaml.safe_load(p.read_text()) for p in (results / "page" / "runs").glob("*/result.json")]
+    acc = {(r["row"], r["seed"]): r["metrics"]["test_acc"] * 100 for r in recs}
+    d = [acc[("CKA (tuned)", s)] - acc[("Vanilla KD (tuned)", s)] for s in (0, 1)]
+    mean = sum(d) / 2
+    if abs(d[0] - d[1]) > 1e-9:  # a t interval exists: check its ends by hand
+        half = stats.t.ppf(0.975, 1) * abs(d[0] - d[1]) / math.sqrt(2) / math.sqrt(2)
+        assert f"[{mean - half:+.2f}, {mean + half:+.2f}]" in page
+    assert f"{mean:+.2f}" in page
+    assert page.startswith("# The verdict: does CKA beat a fairly tuned Vanilla KD?")
+    assert "settings with headroom" in page and "(ceiling control" in page
+    assert "- CKA (tuned) (searched optim.lr): optim.lr=" in page
+    assert "| lambda_inter | Δ val | Δ test |" in page
+    assert "![dose-response of lambda_inter on digits](verdict/dose_lambda-inter_digits.png)" in page
+    assert (out.parent / "verdict" / "dose_lambda-inter_digits.png").is_file()
+    assert "| row | last (reported) | best-val | best-test (optimistic) | inflation |" in page
+    assert "seeds to detect 1 point" in page
+    assert "No GPU was lent" in page
+    # a row that is not in the study: one line, exit 2
+    code = main(["verdict", str(results / "page"), "--suite", str(path), "--out", str(out),
+                 "--candidate", "DKD"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "row 'DKD' has no finished runs" in err and "\n" not in err
