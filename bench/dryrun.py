@@ -46,6 +46,8 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
                 )
     done = sum(1 for r in runs if store.is_finished(r.key))
     lines.append(f"{len(runs)} runs: {done} done, {len(runs) - done} to do")
+    lines += describe_data(runs)
+    lines += describe_objectives(runs)
     lines.append(f"teachers needed ({len(teachers)}):")
     lines += [f"  {v}" for v in teachers.values()]
     lines += describe_stages(
@@ -57,8 +59,6 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
             f"under legacy keys: {moves.describe()}; `bench run` migrates them to "
             "location-free keys (no retraining)"
         )
-    lines += describe_data(runs)
-    lines += describe_objectives(runs)
     return "\n".join(lines)
 
 
@@ -136,15 +136,17 @@ def split_lines(plan: SplitPlan, ds: DatasetConfig, num_source: int) -> list[str
         if plan.val.min() == plan.val.max()
         else (f"{plan.val.min()}-{plan.val.max()}")
     )
-    carve = (
+    lines.append(
         f"val carve: {int(plan.val.sum())} of the {plan.carved_from} train images of the "
-        f"union to val, round({ds.val_fraction:g} x n) per class ({per_class}), "
-        f"split_seed {ds.split_seed}"
+        f"union to val (val_fraction {ds.val_fraction:g}, split_seed {ds.split_seed}: "
+        f"round({ds.val_fraction:g} x n) per class, {per_class})"
     )
     if union <= 20:
         names = plan.layout.class_names
-        carve += ": " + ", ".join(f"{n}={v}" for n, v in zip(names, plan.val.tolist()))
-    lines += textwrap.wrap(carve, width=100, subsequent_indent="  ")
+        per = ", ".join(f"{n}={v}" for n, v in zip(names, plan.val.tolist()))
+        lines += textwrap.wrap(
+            f"val per class: {per}", width=96, subsequent_indent="  ", break_on_hyphens=False
+        )
     return lines
 
 
