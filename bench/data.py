@@ -15,84 +15,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bench.config import DatasetConfig
 from bench.datasets import DATASETS, LabelledImages, MappedImages, SourceData, TensorImages
-from bench.errors import ConfigError
+from bench.splits import Layout, SplitPlan, counted, stratified_carve, task_layout
 from bench.views import Views
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Teacher tasks as source class indices, and the union label order they induce."""
-
-    tasks: tuple[tuple[int, ...], ...]
-    class_names: tuple[str, ...]  # union order
-
-    @property
-    def num_classes(self) -> int:
-        return sum(len(t) for t in self.tasks)
-
-    @property
-    def sizes(self) -> list[int]:
-        return [len(t) for t in self.tasks]
-
-    def task_slice(self, t: int) -> slice:
-        start = sum(self.sizes[:t])
-        return slice(start, start + self.sizes[t])
-
-    def source_to_union(self, num_source: int) -> torch.Tensor:
-        """Lookup table: source class index -> union label (-1 for dropped classes)."""
-        table = torch.full((num_source,), -1, dtype=torch.long)
-        order = [c for task in self.tasks for c in task]
-        table[torch.tensor(order)] = torch.arange(len(order))
-        return table
-
-
 def resolve_tasks(spec: str | list, source: SourceData, groups=None) -> Layout:
-    """``halves`` | ``natural`` | explicit class lists (indices or names) -> :class:`Layout`."""
-    n, names = source.num_classes, source.class_names
-    if spec == "halves":
-        tasks = [list(range(n // 2)), list(range(n // 2, n))]
-    elif spec == "natural":
-        if not groups:
-            raise ConfigError("tasks: 'natural' needs a dataset that defines groups (e.g. merge)")
-        tasks = [list(g) for g in groups]
-    else:
-        tasks = [[_class_index(c, names) for c in task] for task in spec]
-    flat = [c for t in tasks for c in t]
-    if len(set(flat)) != len(flat):
-        raise ConfigError("tasks: a class appears in more than one teacher task")
-    if any(len(t) < 2 for t in tasks) or len(tasks) < 1:
-        raise ConfigError("tasks: every teacher task needs at least 2 classes")
-    return Layout(tuple(tuple(t) for t in tasks), tuple(names[c] for c in flat))
-
-
-def _class_index(c: int | str, names: list[str]) -> int:
-    if isinstance(c, int):
-        if not 0 <= c < len(names):
-            raise ConfigError(f"tasks: class index {c} is out of range 0..{len(names) - 1}")
-        return c
-    if c not in names:
-        raise ConfigError(f"tasks: unknown class name {c!r}")
-    return names.index(c)
-
-
-def stratified_carve(labels: torch.Tensor, fraction: float, seed: int) -> tuple[list, list]:
-    """Split indices per class: ``round(fraction * n_c)`` to the second part, seeded."""
-    rng = np.random.default_rng(seed)
-    keep, carved = [], []
-    labels_np = labels.numpy()
-    for c in np.unique(labels_np):
-        idx = np.flatnonzero(labels_np == c)
-        rng.shuffle(idx)
-        k = int(round(fraction * len(idx)))
-        carved.extend(idx[:k].tolist())
-        keep.extend(idx[k:].tolist())
-    return sorted(keep), sorted(carved)
+    """``halves`` | ``natural`` | explicit class lists (indices or names) -> :class:`Layout`
+    (:func:`bench.splits.task_layout` over the source's class names)."""
+    return task_layout(spec, source.class_names, groups)
 
 
 @lru_cache(maxsize=8)
@@ -131,6 +66,16 @@ class PreparedData:
         subset = self.train.subset(keep.flatten())
         subset.labels = subset.labels - sl.start
         return subset
+
+    def split_plan(self) -> SplitPlan:
+        """The layout and each union class's image count per split, as built (what a
+        record keeps and what the dry-run computes from labels alone)."""
+        return counted(
+            self.layout,
+            self.train.labels.numpy(),
+            None if self.val is None else self.val.labels.numpy(),
+            None if self.test is None else self.test.labels.numpy(),
+        )
 
     def task_val(self, t: int) -> LabelledImages | None:
         if self.val is None:

@@ -78,6 +78,9 @@ class Method(nn.Module):
     Params: ClassVar[type[BaseModel]] = NoParams
     trains: ClassVar[bool] = True  # False: teacher rows / ensemble, evaluation only
     uses_labels: ClassVar[bool] = False
+    # Each loss term's weight: the name of the Params field that holds it, or a fixed
+    # number. :meth:`objective` reads it, so the weights are known without a model.
+    term_weights: ClassVar[dict[str, str | float]] = {}
 
     def __init__(self, ctx: MethodContext, params: BaseModel) -> None:
         super().__init__()
@@ -91,8 +94,18 @@ class Method(nn.Module):
         return False
 
     def weights(self) -> dict[str, float]:
-        """Weight of each named loss term; terms with weight 0 are never computed."""
-        return {}
+        """Weight of each named loss term; terms with weight 0 are never computed.
+        Default: :meth:`objective` of the method's params."""
+        return self.objective(self.params)
+
+    @classmethod
+    def objective(cls, params: BaseModel) -> dict[str, float]:
+        """The loss terms and their weights for validated ``params``, from
+        :attr:`term_weights` (no model built: what the dry-run prints)."""
+        return {
+            term: float(getattr(params, w) if isinstance(w, str) else w)
+            for term, w in cls.term_weights.items()
+        }
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -47,6 +47,29 @@ class Metrics(BaseModel):
     val_fall_drop: float | None = None
 
 
+class SplitSizes(BaseModel):
+    """Images per split (None: no such split, e.g. no val carve, or a tuning run's test)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    train: int
+    val: int | None = None
+    test: int | None = None
+
+
+class TaskSplit(BaseModel):
+    """One teacher task as trained on: its classes (source ids, names) and images."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task: int
+    classes: list[int]
+    names: list[str]
+    train: int
+    val: int | None = None
+    test: int | None = None
+
+
 class RunRecord(BaseModel):
     """What ``<results>/<suite>/runs/<key>/result.json`` holds."""
 
@@ -74,6 +97,11 @@ class RunRecord(BaseModel):
     speed: dict[str, Any] | None = None  # bench.speed, resolved on ``device``
     resumed_from_epoch: int | None = None
     pretrain: dict[str, Any] | None = None  # runs whose student starts from a stage
+    # the split as trained on (bench.splits.SplitPlan): per teacher task its class ids
+    # (source indices), names and images per split; and the union's images per split
+    # (val / test None where absent). Older records have neither.
+    tasks_resolved: list[TaskSplit] | None = None
+    split_sizes: SplitSizes | None = None
     # set after the run
     placement: dict[str, Any] | None = None  # bench.placement: the process that ran it
     mlflow_run_id: str | None = None

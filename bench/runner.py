@@ -66,12 +66,15 @@ def execute(
         )
     method.eval()
     metrics = score(method, data, fitted, device, num_workers)
+    split = data.split_plan()
     return RunRecord.for_run(
         run,
         "finished",
         metrics=metrics,
         history=fitted.history if fitted else [],
         teachers=teacher_meta,
+        tasks_resolved=split.tasks(),
+        split_sizes=split.sizes(),
         **({"pretrain": pretrain_meta} if pretrain_meta else {}),
         timings={
             "teachers": t_teachers,

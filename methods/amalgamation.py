@@ -113,6 +113,7 @@ class Amalgamation(Method):
     """Student + (optional) projection head + (optional) common space; Eq. 12 terms."""
 
     Params = AmalgamationParams
+    term_weights = {k: f"lambda_{k}" for k in TERMS}
 
     def __init__(self, ctx: MethodContext, params: AmalgamationParams) -> None:
         super().__init__(ctx, params)
@@ -128,9 +129,6 @@ class Amalgamation(Method):
     @property
     def needs_second_view(self) -> bool:
         return self.params.lambda_intra > 0
-
-    def weights(self) -> dict[str, float]:
-        return {k: getattr(self.params, f"lambda_{k}") for k in TERMS}
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         p = self.params

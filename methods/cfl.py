@@ -87,6 +87,7 @@ LEGACY_UNUSED = {
 class CFL(Method):
     display = "CFL"
     Params = CFLParams
+    term_weights = {"align": "lambda_align", "rec": "lambda_rec", "std": "lambda_std"}
 
     @classmethod
     def legacy_params(cls, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -107,10 +108,6 @@ class CFL(Method):
                 params.common_space, self.student.feature_channels, c_t, rec_target="raw"
             )
         self.steps_per_epoch = ctx.steps_per_epoch
-
-    def weights(self) -> dict[str, float]:
-        p = self.params
-        return {"align": p.lambda_align, "rec": p.lambda_rec, "std": p.lambda_std}
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         p, w = self.params, self.weights()

@@ -60,6 +60,7 @@ def hint_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Ten
 class HintKD(Method):
     display = "Hint KD"
     Params = HintKDParams
+    term_weights = {"hint": "lambda_hint", "std": "lambda_std"}
 
     def __init__(self, ctx: MethodContext, params: HintKDParams) -> None:
         super().__init__(ctx, params)
@@ -75,9 +76,6 @@ class HintKD(Method):
         c_s = self.student.stage_channels[stage]
         hinted = ctx.teachers if params.lambda_hint > 0 else []  # no regressor without L_hint
         self.regressors = nn.ModuleList(nn.Conv2d(c_s, t.stage_channels[stage], 1) for t in hinted)
-
-    def weights(self) -> dict[str, float]:
-        return {"hint": self.params.lambda_hint, "std": self.params.lambda_std}
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         p = self.params

@@ -20,6 +20,7 @@ from bench.models import Classifier
 class Supervised(Method):
     display = "Supervised"
     uses_labels = True
+    term_weights = {"ce": 1.0}
 
     def __init__(self, ctx: MethodContext, params) -> None:
         super().__init__(ctx, params)
@@ -30,9 +31,6 @@ class Supervised(Method):
         """Cross-entropy training of ``model`` itself (no teachers; its own classes)."""
         ctx = MethodContext([], [model.fc.out_features], lambda: model, channels, image_size)
         return cls(ctx, NoParams())
-
-    def weights(self) -> dict[str, float]:
-        return {"ce": 1.0}
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         return {"ce": F.cross_entropy(self.student(batch.x1).logits, batch.y)}

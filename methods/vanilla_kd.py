@@ -22,13 +22,11 @@ class VanillaKDParams(BaseModel):
 class VanillaKD(Method):
     display = "Vanilla KD"
     Params = VanillaKDParams
+    term_weights = {"std": "lambda_std"}
 
     def __init__(self, ctx: MethodContext, params: VanillaKDParams) -> None:
         super().__init__(ctx, params)
         self.student = ctx.build_student()
-
-    def weights(self) -> dict[str, float]:
-        return {"std": self.params.lambda_std}
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         teacher_logits = [o.logits for o in self.teacher_outputs(batch.x1)]

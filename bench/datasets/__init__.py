@@ -15,6 +15,8 @@ from bench.datasets.base import (
     AugmentDefaults,
     FileImages,
     LabelledImages,
+    LabelListing,
+    NotListed,
     SourceData,
     TensorImages,
 )
@@ -27,7 +29,9 @@ __all__ = [
     "AugmentDefaults",
     "DatasetError",
     "FileImages",
+    "LabelListing",
     "LabelledImages",
+    "NotListed",
     "MappedImages",
     "SourceData",
     "TensorImages",

@@ -139,3 +139,22 @@ class Listing:
     def counts(self) -> tuple[int, int, int]:
         """(classes, train images, test images)."""
         return len(self.class_names), len(self.train), len(self.test)
+
+
+@dataclass
+class LabelListing:
+    """What a loader keeps, as labels only (no image read): the classes and each split's
+    labels in the loader's order, per-class limits applied (a loader's ``list_labels``
+    hook; the dry-run lays them out as ``bench.data.prepare`` does). ``note``: a caveat
+    on the counts (e.g. unreadable files that ``skip_corrupt`` would still drop)."""
+
+    class_names: list[str]
+    train: list[int]
+    test: list[int]
+    groups: list[list[int]] | None = None
+    note: str | None = None
+
+
+class NotListed(Exception):
+    """A loader's ``list_labels`` cannot answer without loading the data (the message says
+    why, in a few words)."""

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets.base import SourceData
+from bench.datasets.base import LabelListing, NotListed, SourceData
 from bench.datasets.common import (
     SPLIT_FOLDERS_RE,
     check_sizes,
     check_source,
+    resolve_root,
     resolve_source,
     source,
     tensor_split,
 )
 from bench.datasets.errors import DatasetError
-from bench.datasets.image_folder import SPLIT_LAYOUT, folder_layout, load_folder
+from bench.datasets.image_folder import SPLIT_LAYOUT, folder_labels, folder_layout, load_folder
 from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
@@ -163,3 +164,28 @@ def _check_layout(root=None, archive: str | None = None, **_) -> None:
 
 
 cifar10.check_layout = _check_layout
+
+
+def _list_labels(
+    root=None,
+    archive: str | None = None,
+    split_seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    skip_corrupt: bool = False,
+    **_,
+) -> LabelListing:
+    """Image folders: listed (no decode). The python batches hold labels and images in
+    one pickle each, so they are not read for a listing (:class:`NotListed`)."""
+    if archive is None or str(archive) == "":
+        found = resolve_root("cifar10", root, "cifar10")
+        if found.name == BATCHES or (found / BATCHES).is_dir():
+            raise NotListed(f"{BATCHES}/ holds labels and images in one pickle per batch")
+    return folder_labels(
+        "cifar10", root, archive, "cifar10", EXPECTED, "CIFAR-10",
+        split_seed=split_seed, train_per_class=train_per_class,
+        test_per_class=test_per_class, skip_corrupt=skip_corrupt,
+    )  # fmt: skip
+
+
+cifar10.list_labels = _list_labels

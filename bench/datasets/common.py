@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from bench.datasets.archive import check_archive, unpack_archive
-from bench.datasets.base import AugmentDefaults, LabelledImages, SourceData, TensorImages
+from bench.datasets.base import (
+    AugmentDefaults,
+    LabelledImages,
+    LabelListing,
+    SourceData,
+    TensorImages,
+)
 from bench.datasets.errors import DatasetError
 
 DATA_ENV = "KA_BENCH_DATA"
@@ -148,6 +154,37 @@ def limit_per_class(labels: Sequence[int], n: int | None, seed: int, name: str) 
         rng.shuffle(idx)
         keep.extend(idx[:n].tolist())
     return sorted(keep)
+
+
+def limited_labels(labels: Sequence[int], n: int | None, seed: int, name: str) -> list[int]:
+    """The labels :func:`limit_per_class` keeps, in order."""
+    return [int(labels[i]) for i in limit_per_class(labels, n, seed, name)]
+
+
+def listing_labels(list_files, name: str):
+    """A ``list_labels`` hook from a loader's ``list_files`` (its split lists, no decode),
+    with the loader's per-class limits."""
+
+    def list_labels(
+        root=None,
+        split_seed: int = 0,
+        train_per_class: int | None = None,
+        test_per_class: int | None = None,
+        skip_corrupt: bool = False,
+        **params,
+    ) -> LabelListing:
+        listing = list_files(root, **params)
+        return LabelListing(
+            listing.class_names,
+            limited_labels([y for _, y in listing.train], train_per_class, split_seed, name),
+            limited_labels([y for _, y in listing.test], test_per_class, split_seed, name),
+            note=SKIP_NOTE if skip_corrupt else None,
+        )
+
+    return list_labels
+
+
+SKIP_NOTE = "counts before skip_corrupt drops unreadable files"
 
 
 def stratified_split(

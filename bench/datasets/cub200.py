@@ -9,6 +9,7 @@ from bench.datasets.common import (
     check_sizes,
     layout_error,
     limit_per_class,
+    listing_labels,
     resolve_root,
     source,
 )
@@ -131,4 +132,5 @@ def _class_names(root, ids, paths, labels, num_classes) -> list[str]:
 
 
 cub200.list_files = list_files
+cub200.list_labels = listing_labels(list_files, "cub200")
 cub200.check_layout = lambda root=None, **_: _locate(resolve_root("cub200", root, "CUB_200_2011"))

@@ -12,6 +12,7 @@ from bench.datasets.common import (
     check_sizes,
     layout_error,
     limit_per_class,
+    listing_labels,
     resolve_root,
     source,
 )
@@ -134,4 +135,5 @@ def _check_layout(
 
 
 fgvc_aircraft.list_files = list_files
+fgvc_aircraft.list_labels = listing_labels(list_files, "fgvc_aircraft")
 fgvc_aircraft.check_layout = _check_layout

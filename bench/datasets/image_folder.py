@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.datasets.base import SourceData
+from bench.datasets.base import LabelListing, NotListed, SourceData
 from bench.datasets.common import (
     CLASS_FOLDERS_RE,
     IMAGE_EXTENSIONS,
+    SKIP_NOTE,
     SPLIT_FOLDERS_RE,
     check_sizes,
     check_source,
@@ -15,6 +16,7 @@ from bench.datasets.common import (
     limit_per_class,
     list_dirs,
     list_images,
+    resolve_root,
     resolve_source,
     source,
     stratified_split,
@@ -84,6 +86,30 @@ def load_folder(
 ) -> SourceData:
     """Shared by the folder-layout loaders; ``test_fraction=None`` requires train/test."""
     load_size = check_sizes(name, image_size, load_size, channels)
+    classes, kept = folder_files(
+        name, root, expected, what, split_seed, train_per_class, test_per_class, test_fraction
+    )
+    splits = []
+    for split, (files, labels) in zip(("train", "test"), kept):
+        images = file_images(
+            name, split, files, labels, load_size, channels, skip_corrupt, in_memory
+        )
+        splits.append(images)
+    return source(splits[0], splits[1], classes, channels, image_size, load_size, flip)
+
+
+def folder_files(
+    name: str,
+    root: Path,
+    expected: str,
+    what: str,
+    split_seed: int,
+    train_per_class: int | None,
+    test_per_class: int | None,
+    test_fraction: float | None,
+) -> tuple[list[str], list[tuple[list[Path], list[int]]]]:
+    """The classes and the (files, labels) of train and test that :func:`load_folder`
+    decodes: folders listed, the single-folder split made, per-class limits applied."""
     classes, has_splits = folder_layout(name, root, expected, what, test_fraction)
     if has_splits:
         train = _scan(name, root / "train", classes, allow_empty=False)
@@ -93,19 +119,36 @@ def load_folder(
         tr, te = stratified_split(labels, test_fraction, split_seed, name)
         train = [files[i] for i in tr], [labels[i] for i in tr]
         test = [files[i] for i in te], [labels[i] for i in te]
-
-    splits = []
-    for split, (files, labels), limit in (
-        ("train", train, train_per_class),
-        ("test", test, test_per_class),
-    ):
+    kept = []
+    for (files, labels), limit in ((train, train_per_class), (test, test_per_class)):
         keep = limit_per_class(labels, limit, split_seed, name)
-        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
-        images = file_images(
-            name, split, files, labels, load_size, channels, skip_corrupt, in_memory
-        )
-        splits.append(images)
-    return source(splits[0], splits[1], classes, channels, image_size, load_size, flip)
+        kept.append(([files[i] for i in keep], [labels[i] for i in keep]))
+    return classes, kept
+
+
+def folder_labels(
+    name: str,
+    root,
+    archive,
+    default_folder: str | None,
+    expected: str,
+    what: str,
+    *,
+    split_seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    test_fraction: float | None = None,
+    skip_corrupt: bool = False,
+) -> LabelListing:
+    """A folder loader's ``list_labels``: :func:`folder_files` without a decode. An
+    archive is not unpacked for it (:class:`NotListed`)."""
+    if archive is not None and str(archive) != "":
+        raise NotListed("params.archive is unpacked only when the run loads it")
+    root = resolve_root(name, root, default_folder)
+    classes, kept = folder_files(
+        name, root, expected, what, split_seed, train_per_class, test_per_class, test_fraction
+    )
+    return LabelListing(classes, kept[0][1], kept[1][1], note=SKIP_NOTE if skip_corrupt else None)
 
 
 def folder_layout(
@@ -159,3 +202,23 @@ def _check_layout(root=None, archive: str | None = None, test_fraction: float = 
 
 
 image_folder.check_layout = _check_layout
+
+
+def _list_labels(
+    root=None,
+    archive: str | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    skip_corrupt: bool = False,
+    **_,
+) -> LabelListing:
+    return folder_labels(
+        "image_folder", root, archive, None, FOLDER_LAYOUT, "image-folder",
+        split_seed=split_seed, train_per_class=train_per_class,
+        test_per_class=test_per_class, test_fraction=test_fraction, skip_corrupt=skip_corrupt,
+    )  # fmt: skip
+
+
+image_folder.list_labels = _list_labels

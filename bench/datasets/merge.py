@@ -7,7 +7,14 @@ from typing import Any
 
 import torch
 
-from bench.datasets.base import FileImages, LabelledImages, SourceData, TensorImages
+from bench.datasets.base import (
+    FileImages,
+    LabelledImages,
+    LabelListing,
+    NotListed,
+    SourceData,
+    TensorImages,
+)
 from bench.datasets.errors import DatasetError
 from bench.datasets.mapped import MappedImages
 from bench.datasets.registry import DATASETS
@@ -79,3 +86,27 @@ def _natural_tasks(parts: list[dict[str, Any]] | None = None, **_: Any) -> int:
 
 
 merge.natural_tasks = _natural_tasks  # lets a dry-run count teachers without loading data
+
+
+def _list_labels(root=None, parts: list[dict[str, Any]] | None = None) -> LabelListing:
+    """The parts' listings side by side, as :func:`merge` joins them (one group each)."""
+    names: list[str] = []
+    train: list[int] = []
+    test: list[int] = []
+    groups: list[list[int]] = []
+    notes: list[str] = []
+    for part in parts or []:
+        hook = getattr(DATASETS.get(part["name"]), "list_labels", None)
+        if hook is None:
+            raise NotListed(f"part {part['name']!r} has no listing")
+        listing = hook(root=part.get("root"), **part.get("params", {}))
+        start = len(names)
+        train += [y + start for y in listing.train]
+        test += [y + start for y in listing.test]
+        groups.append(list(range(start, start + len(listing.class_names))))
+        names += [f"{part['name']}/{c}" for c in listing.class_names]
+        notes += [listing.note] if listing.note and listing.note not in notes else []
+    return LabelListing(names, train, test, groups, "; ".join(notes) or None)
+
+
+merge.list_labels = _list_labels

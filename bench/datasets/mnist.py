@@ -3,17 +3,19 @@ torchvision's raw IDX format (``MNIST/raw/``, read by torchvision)."""
 
 from __future__ import annotations
 
-from bench.datasets.base import SourceData
+from bench.datasets.base import LabelListing, SourceData
 from bench.datasets.common import (
     SPLIT_FOLDERS_RE,
     check_sizes,
     check_source,
+    limited_labels,
+    resolve_root,
     resolve_source,
     source,
     tensor_split,
 )
 from bench.datasets.errors import DatasetError
-from bench.datasets.image_folder import SPLIT_LAYOUT, folder_layout, load_folder
+from bench.datasets.image_folder import SPLIT_LAYOUT, folder_labels, folder_layout, load_folder
 from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
@@ -98,3 +100,49 @@ def _check_layout(root=None, archive: str | None = None, **_) -> None:
 
 
 mnist.check_layout = _check_layout
+
+
+def _list_labels(
+    root=None,
+    archive: str | None = None,
+    split_seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    skip_corrupt: bool = False,
+    **_,
+) -> LabelListing:
+    """Image folders: listed (no decode); raw IDX: the two label files read (the image
+    files are not opened)."""
+    if archive is None or str(archive) == "":
+        found = resolve_root("mnist", root, "mnist")
+        if found.name == "MNIST" and (found / "raw").is_dir():
+            found = found.parent
+        if (found / RAW).is_dir():
+            train, test = (
+                limited_labels(_idx_labels(found / RAW / f), limit, split_seed, "mnist")
+                for f, limit in (
+                    ("train-labels-idx1-ubyte", train_per_class),
+                    ("t10k-labels-idx1-ubyte", test_per_class),
+                )
+            )
+            return LabelListing([str(d) for d in range(10)], train, test)
+    return folder_labels(
+        "mnist", root, archive, "mnist", EXPECTED, "MNIST",
+        split_seed=split_seed, train_per_class=train_per_class,
+        test_per_class=test_per_class, skip_corrupt=skip_corrupt,
+    )  # fmt: skip
+
+
+def _idx_labels(path) -> list[int]:
+    """An IDX1 label file (magic 2049, count, one byte per label)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"mnist: {path}: {exc}") from None
+    count = int.from_bytes(data[4:8], "big")
+    if int.from_bytes(data[:4], "big") != 2049 or len(data) != 8 + count:
+        raise DatasetError(f"mnist: {path} is not an IDX label file")
+    return list(data[8:])
+
+
+mnist.list_labels = _list_labels

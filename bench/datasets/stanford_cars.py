@@ -10,6 +10,7 @@ from bench.datasets.common import (
     check_sizes,
     layout_error,
     limit_per_class,
+    listing_labels,
     resolve_root,
     source,
 )
@@ -106,6 +107,7 @@ def _torchvision_root(root: Path) -> Path:
 
 
 stanford_cars.list_files = list_files
+stanford_cars.list_labels = listing_labels(list_files, "stanford_cars")
 stanford_cars.check_layout = lambda root=None, **_: _torchvision_root(
     resolve_root("stanford_cars", root, FOLDER)
 )

@@ -14,6 +14,7 @@ from bench.datasets.common import (
     check_sizes,
     layout_error,
     limit_per_class,
+    listing_labels,
     resolve_root,
     source,
 )
@@ -116,6 +117,7 @@ def _split_lists(root: Path) -> tuple[list[Path], str]:
 
 
 stanford_dogs.list_files = list_files
+stanford_dogs.list_labels = listing_labels(list_files, "stanford_dogs")
 stanford_dogs.check_layout = lambda root=None, **_: _split_lists(resolve_root(NAME, root, NAME))
 
 
