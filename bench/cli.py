@@ -32,7 +32,14 @@ def _add_run(sub) -> None:
         type=int,
         default=2,
         help="runs at once for --launcher process (one GPU each, round-robin; packed when "
-        "there are more workers than GPUs)",
+        "there are more workers than GPUs) and ray (the default --threads is cores / workers)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run, under every launcher (default: the suite's threads:, "
+        "else this machine's cores, or $OMP_NUM_THREADS, shared among the runs at once)",
     )
     p.add_argument(
         "--gpus-per-run",
@@ -173,6 +180,13 @@ def _add_tune(sub) -> None:
     p.add_argument("--n-trials", type=int, default=None, help="finished trials in the study")
     p.add_argument("--timeout", type=float, default=None, help="seconds for this invocation")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per trial run, in every worker (default: this machine's cores, "
+        "or $OMP_NUM_THREADS, shared among the workers)",
+    )
     p.add_argument("--results", type=Path, default=Path("results"), help="results root")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -276,6 +290,9 @@ def cmd_run(args) -> int:
         raise BenchError(f"--workers: must be at least 1, got {args.workers}")
     if args.gpus_per_run is not None and not 0 < args.gpus_per_run <= 1:
         raise BenchError(f"--gpus-per-run: must be in (0, 1], got {args.gpus_per_run}")
+    from bench.runtime import resolve_threads
+
+    resolve_threads(args.threads, suite.threads)  # a bad count fails before anything runs
     if args.dry_run:  # the plan's modules only: no model is built, nothing trained
         from bench.dryrun import describe_plan
         from bench.plan import finished_studies, plan_studies
@@ -314,6 +331,7 @@ def cmd_run(args) -> int:
         mlflow=not args.no_mlflow,
         tracking_uri=args.tracking_uri,
         gpus_per_run=args.gpus_per_run,
+        threads=args.threads,
     )
     held = f", {len(outcome.held)} skipped (held by another process)" if outcome.held else ""
     print(
@@ -481,6 +499,10 @@ def cmd_tune(args) -> int:
         raise BenchError("--n-trials: must be at least 1")
     if args.workers < 1:
         raise BenchError("--workers: must be at least 1")
+    if args.threads is not None:
+        from bench.runtime import check_threads
+
+        check_threads(args.threads, "--threads")
     configure_threads()
     set_progress(not args.no_progress)
     outcome = tune(
@@ -495,6 +517,7 @@ def cmd_tune(args) -> int:
         mlflow=not args.no_mlflow,
         tracking_uri=args.tracking_uri,
         progress=progress_enabled(),
+        threads=args.threads,
     )
     c = outcome.counts
     print(

@@ -329,6 +329,10 @@ class SuiteConfig(Strict):
     speed: SpeedConfig = SpeedConfig()
     # --launcher ray: GPUs per run (0.5 packs two runs per GPU); suite level, not in RunSpec.
     gpus_per_run: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # torch threads per run, under every launcher (bench.runtime.resolve_threads; --threads
+    # wins). None: this process's threads, shared among the runs that go at once.
+    # Suite level, not in RunSpec: never changes a run key (env.threads records it).
+    threads: Annotated[int, Field(ge=1)] | None = None
     # Test accuracy after every epoch (history ``curve_test_acc``) for ``bench table
     # --select best-test``; it feeds no decision, ever. Suite level: never changes a run key.
     record_test_curve: bool = False

@@ -35,6 +35,9 @@ class ExecOptions:
     speed: SpeedConfig | None = None  # the suite's GPU speed switches (bench.speed)
     with_test: bool = True  # False (tuning): the test split is never loaded
     test_curve: bool = False  # record test accuracy per epoch (feeds no decision, ever)
+    # torch threads of each run, set where it executes (bench.runtime: resolve_threads);
+    # None: the executing process's own count is left as it is
+    threads: int | None = None
 
     def resolved(self) -> ExecOptions:
         """These options with ``device`` resolved here (a ``torch.device``; idempotent)."""

@@ -8,19 +8,23 @@ passed by name) and launchers in one registry, each ``launcher(runs, options, sl
   packed several per GPU; with one GPU all workers share it.
 * ``ray``: one Ray task per run, ``slots.gpus_per_run`` GPUs each (fractional: packed).
 
+Every run executes at ``options.threads`` torch threads, set in the process that executes
+it (:func:`bench.runner.execute`); ``bench.suite.run_suite`` resolves the count
+(:func:`bench.runtime.resolve_threads`), a launcher called directly without one uses
+:func:`bench.runtime.default_threads` of its runs at once.
+
 The parallel launchers first train every teacher the runs need, once, here, so that no
 two workers ever train the same teacher at the same time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from bench.checkpoint import CHECKPOINT_NAME, Checkpoint
 from bench.context import ExecOptions
@@ -29,6 +33,7 @@ from bench.launch_ray import run_on_ray
 from bench.placement import init_worker, placement, visible_gpus
 from bench.plan import PlannedRun
 from bench.runner import execute, failure_record
+from bench.runtime import default_threads
 from bench.store import RunStore
 from bench.teachers import get_teacher
 from bench.tracking import RunTracker
@@ -127,7 +132,6 @@ def run_serial(runs, options: ExecOptions, slots: Slots):
 @launcher("process")
 def run_processes(runs, options: ExecOptions, slots: Slots):
     import concurrent.futures as cf
-    import dataclasses
     import multiprocessing as mp
 
     if slots.workers < 1:
@@ -135,10 +139,10 @@ def run_processes(runs, options: ExecOptions, slots: Slots):
     warm_teachers(runs, options)
     ctx = mp.get_context("spawn")  # no forked CUDA or torch thread state
     gpus = visible_gpus(options.device)
-    threads = max(1, torch.get_num_threads() // slots.workers)
+    threads = options.threads or default_threads(slots.workers)
     if gpus:
         log.info("%d worker(s) over GPU(s) %s", slots.workers, ",".join(gpus))
-    worker_options = dataclasses.replace(options, progress=False)
+    worker_options = dataclasses.replace(options, progress=False, threads=threads)
     with cf.ProcessPoolExecutor(
         slots.workers,
         ctx,
@@ -155,4 +159,6 @@ def run_ray(runs, options: ExecOptions, slots: Slots):
     if not 0 < slots.gpus_per_run <= 1:
         raise ValueError(f"gpus_per_run: must be in (0, 1], got {slots.gpus_per_run}")
     warm_teachers(runs, options)
+    threads = options.threads or default_threads(slots.workers)
+    options = dataclasses.replace(options, threads=threads)
     yield from run_on_ray(runs, options, execute_safely, slots.gpus_per_run)

@@ -47,5 +47,33 @@ def init_worker(counter, gpus: list[str], threads: int) -> None:
 
 
 def placement() -> dict:
-    """Where this process runs: its pid and the GPUs it may see."""
-    return {"pid": os.getpid(), "cuda_visible_devices": os.environ.get(CUDA_ENV)}
+    """Where this process runs: host, pid, torch threads and the GPUs it may see; in a
+    Ray task also the Ray node's id and address."""
+    import socket
+
+    import torch
+
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "threads": torch.get_num_threads(),
+        "cuda_visible_devices": os.environ.get(CUDA_ENV),
+        **ray_node(),
+    }
+
+
+def ray_node() -> dict:
+    """``ray_node_id`` and ``ray_node_ip`` when this process runs a Ray task, else ``{}``
+    (the driver, a process worker, or no Ray imported)."""
+    import sys
+
+    ray = sys.modules.get("ray")  # imported already wherever a Ray task runs
+    try:
+        if ray is None or not ray.is_initialized():
+            return {}
+        ctx = ray.get_runtime_context()
+        if ctx.get_task_id() is None:  # the driver
+            return {}
+        return {"ray_node_id": ctx.get_node_id(), "ray_node_ip": ray.util.get_node_ip_address()}
+    except AttributeError:  # a stand-in module (tests) or another Ray API
+        return {}

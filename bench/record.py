@@ -138,10 +138,15 @@ class RunRecord(BaseModel):
 
 
 def environment() -> dict[str, str]:
-    """The versions a record was produced with."""
+    """The versions a record was produced with, and the torch threads it ran at (a CPU
+    run's numbers depend on them: reductions split differently)."""
     import torch  # loaded already wherever a run executes
 
-    return {"torch": torch.__version__, "python": platform.python_version()}
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": str(torch.get_num_threads()),
+    }
 
 
 def validate_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from bench.models import build_model
 from bench.plan import PlannedRun
 from bench.pretrain import class_overlap, get_backbone, load_backbone
 from bench.record import RunRecord
-from bench.runtime import seed_everything
+from bench.runtime import apply_threads, seed_everything
 from bench.speed import resolve_speed
 from bench.teachers import get_teacher
 from bench.train import EpochCallback, epoch_steps, fit
@@ -35,7 +35,9 @@ def execute(
     ``speed``: the suite's GPU speed switches (:mod:`bench.speed`), for the teachers and
     the student, and the record's ``speed`` says what they resolved to on the device.
     ``checkpoint``: resume the student's training from it and save to it
-    (:mod:`bench.checkpoint`); the record says ``resumed_from_epoch``."""
+    (:mod:`bench.checkpoint`); the record says ``resumed_from_epoch``. The run executes at
+    ``options.threads`` torch threads (every launcher alike; ``env.threads`` says so)."""
+    apply_threads(options.threads)
     options = options.resolved()
     device, num_workers, speed = options.device, options.num_workers, options.speed
     spec = run.spec

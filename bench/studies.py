@@ -28,6 +28,7 @@ def run_studies(
     tracking_uri: str | None = None,
     progress: bool = False,
     out=None,
+    threads: int | None = None,
 ) -> dict[tuple[int, str], dict[str, Any]]:
     """The best point of every searched row x column, tuning what is not finished."""
     from bench.tune import tune
@@ -45,6 +46,7 @@ def run_studies(
                 mlflow=mlflow,
                 tracking_uri=tracking_uri,
                 progress=progress,
+                threads=threads,
                 labels={"suite": suite.name, "row": study.row, "column": study.column},
             )
             best = read_best(results_root, study)

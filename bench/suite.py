@@ -24,6 +24,7 @@ from bench.migrate import migrate
 from bench.plan import PlannedRun, dose_points, expand, plan_studies, planned_cells
 from bench.pretrain import get_backbone
 from bench.progress import bar as progress_bar
+from bench.runtime import resolve_threads, running_at
 from bench.specs import unique_stages
 from bench.store import RunStore
 from bench.studies import protocol_notes, run_studies
@@ -56,14 +57,59 @@ def run_suite(
     mlflow: bool = True,
     tracking_uri: str | None = None,
     gpus_per_run: float | None = None,
+    threads: int | None = None,
 ) -> SuiteOutcome:
     """Run every pending run of ``suite`` under ``results_root/<suite name>/``.
+
+    ``threads`` (``--threads``, else the suite's ``threads:``, else this process's torch
+    threads shared among the runs that go at once: :func:`bench.runtime.resolve_threads`):
+    the torch threads every run executes at, whatever the launcher; this process works at
+    that count too (pretrain stages, teachers, serial runs) and gets its own back after.
 
     ``mlflow``: track the suite in MLflow (:mod:`bench.tracking`; ``tracking_uri``, else
     ``MLFLOW_TRACKING_URI``, else ``<results>/mlflow.db``). Resume: a run key is skipped
     when its ``result.json`` is finished (or was restored from a FINISHED MLflow run);
     anything else runs again, from its checkpoint when ``suite.checkpoint_every`` left one.
     ``launcher`` / ``workers`` / ``gpus_per_run`` (default: the suite's): :mod:`bench.launch`."""
+    asked = threads
+    threads = resolve_threads(asked, suite.threads, 1 if launcher == "serial" else workers)
+    # searched rows tune first (bench.studies), in their own workers: the same rule
+    study_threads = resolve_threads(asked, suite.threads, workers if launcher == "process" else 1)
+    with running_at(threads):
+        return _run_suite(
+            suite,
+            results_root,
+            device,
+            seeds,
+            launcher,
+            workers,
+            progress,
+            on_record,
+            out,
+            mlflow,
+            tracking_uri,
+            gpus_per_run,
+            threads,
+            study_threads,
+        )
+
+
+def _run_suite(
+    suite: SuiteConfig,
+    results_root: Path,
+    device: str | None,
+    seeds: list[int] | None,
+    launcher: str,
+    workers: int,
+    progress: bool,
+    on_record: Callable[[PlannedRun, dict[str, Any]], None] | None,
+    out,
+    mlflow: bool,
+    tracking_uri: str | None,
+    gpus_per_run: float | None,
+    threads: int,
+    study_threads: int,
+) -> SuiteOutcome:
     out = out if out is not None else sys.stdout  # looked up now: pytest swaps it
     results_root = Path(results_root).resolve()
     runs = expand(suite, seeds)
@@ -76,6 +122,7 @@ def run_suite(
         checkpoint_every=suite.checkpoint_every,
         speed=suite.speed,
         test_curve=suite.record_test_curve,
+        threads=threads,
     )
     here = options.resolved()  # fails early on cuda-without-GPU
     moved = migrate(runs, results_root)  # results filed under keys with data locations
@@ -91,6 +138,7 @@ def run_suite(
             tracking_uri=tracking_uri,
             progress=progress,
             out=out,
+            threads=study_threads,
         )
         runs = expand(suite, seeds, tuned=tuned)
     # pretrain stages first, once each: a bad source fails here, before anything is written

@@ -66,6 +66,7 @@ class TuneJob:
     progress: bool = False
     deadline: float | None = None  # time.time() after which no trial starts (budget.timeout)
     labels: tuple[tuple[str, str], ...] = ()  # MLflow tags of the study's runs (suite, row)
+    threads: int | None = None  # torch threads of each trial's runs (bench.runtime)
 
     @property
     def out_dir(self) -> Path:
@@ -80,6 +81,7 @@ class TuneJob:
             num_workers=self.cfg.num_workers,
             progress=self.progress,
             with_test=False,
+            threads=self.threads,
         )
 
 
@@ -264,11 +266,11 @@ class Objective:
 
 def run_worker(job: TuneJob, worker: int, n_trials: int, threads: int | None = None) -> int:
     """One worker: ``study.optimize`` for ``n_trials`` (stops early once the whole study
-    has ``budget.n_trials`` finished trials, whoever ran them). Returns trials it ran."""
-    if threads:
-        import torch
+    has ``budget.n_trials`` finished trials, whoever ran them). Returns trials it ran.
+    Its trials run at ``threads`` (default: ``job.threads``) torch threads."""
+    from bench.runtime import apply_threads
 
-        torch.set_num_threads(threads)
+    apply_threads(threads or job.threads)
     timeout = None if job.deadline is None else job.deadline - time.time()
     if timeout is not None and timeout <= 0:
         return 0
@@ -310,9 +312,15 @@ def tune(
     tracking_uri: str | None = None,
     progress: bool = True,
     labels: dict[str, str] | None = None,
+    threads: int | None = None,
 ) -> TuneOutcome:
     """Run (or resume) the study of ``cfg``; write its outputs; return a summary.
-    ``timeout`` (or ``budget.timeout``) counts from now: no trial starts after it."""
+    ``timeout`` (or ``budget.timeout``) counts from now: no trial starts after it.
+    ``threads`` (``--threads``; default: this process's torch threads shared among the
+    workers): the torch threads of every trial's runs, in whichever worker
+    (:func:`bench.runtime.resolve_threads`)."""
+    from bench.runtime import resolve_threads, running_at
+
     start = time.time()
     results_root = Path(results_root).resolve()
     budget = cfg.budget.model_copy(
@@ -348,12 +356,14 @@ def tune(
     ran = 0
     try:
         if remaining:
-            warm_teachers(job)
             workers = max(1, min(workers, remaining))
-            if workers == 1:
-                ran = run_worker(job, 0, remaining)
-            else:
-                ran = _run_parallel(job, workers, remaining)
+            job = replace(job, threads=resolve_threads(threads, None, workers))
+            with running_at(job.threads):  # the teachers too; this process's count after
+                warm_teachers(job)
+                if workers == 1:
+                    ran = run_worker(job, 0, remaining)
+                else:
+                    ran = _run_parallel(job, workers, remaining)
     except BaseException as exc:
         if job.tracking_uri:
             stopped = isinstance(exc, KeyboardInterrupt)
@@ -370,16 +380,12 @@ def tune(
 
 
 def _run_parallel(job: TuneJob, workers: int, remaining: int) -> int:
-    """``workers`` processes (spawned: no forked torch state) sharing the study."""
-    import torch
-
+    """``workers`` processes (spawned: no forked torch state) sharing the study, each at
+    ``job.threads`` torch threads."""
     shares = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)]
-    threads = max(1, torch.get_num_threads() // workers)
     worker_job = replace(job, progress=False)
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [
-            pool.submit(run_worker, worker_job, i, share, threads) for i, share in enumerate(shares)
-        ]
+        futures = [pool.submit(run_worker, worker_job, i, share) for i, share in enumerate(shares)]
         return sum(f.result() for f in futures)
 
 

@@ -109,13 +109,17 @@ class FakeRay(types.ModuleType):
     def cluster_resources(self):
         return {"CPU": 2.0, "GPU": self.gpus}
 
-    def remote(self, num_gpus=0):
+    def nodes(self):
+        return [{"Alive": True, "Resources": self.cluster_resources()}]
+
+    def remote(self, num_gpus=0, num_cpus=1):
         def wrap(fn):
             fake = self
 
             class Task:
                 def remote(self, *args, **kwargs):
-                    fake.calls.append({"num_gpus": num_gpus, "args": args, "kwargs": kwargs})
+                    call = {"num_gpus": num_gpus, "num_cpus": num_cpus}
+                    fake.calls.append({**call, "args": args, "kwargs": kwargs})
                     return (fn, pickle.dumps((args, kwargs)))
 
             return Task()

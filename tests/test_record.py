@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench import report
 from bench.config import validate_suite
@@ -46,7 +47,8 @@ def test_record_round_trips_through_the_store(planned, tmp_path: Path):
     ).dump()
     assert built["run_key"] == planned.key and built["row"] == planned.meta.row
     assert built["spec"] == planned.spec.model_dump(mode="json")
-    assert set(built["env"]) == {"torch", "python"}
+    assert set(built["env"]) == {"torch", "python", "threads"}
+    assert built["env"]["threads"] == str(torch.get_num_threads())  # strings, as the rest
     store = RunStore(tmp_path / "tiny")
     path = store.write(built)
     assert json.loads(path.read_text()) == built  # the file holds exactly the record
