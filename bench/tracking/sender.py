@@ -123,7 +123,7 @@ def current() -> Sender:
     """This process's sender for this tracking turn (a stale one is closed)."""
     global _sender
     with _lock:
-        fresh = _sender is not None and _sender.turn == generation()
+        fresh = _sender is not None and _sender.turn == generation() and not _sender.closed
         if not fresh or _sender.pid != os.getpid():
             if _sender is not None and _sender.pid == os.getpid():
                 _sender.close()
