@@ -615,8 +615,9 @@ class TrialTracker:
 
         if self.run is None or not tracking.enabled():
             return
-        with tracking.guard(f"logging epoch metrics of trial run {self.run.run_id}"):
-            self.run.log_epochs([record], step=lambda _: step)
+        what = f"logging epoch metrics of trial run {self.run.run_id}"
+        with tracking.guard(what):
+            self.run.log_epochs_later([record], what, step=lambda _: step)
 
     def end(self, state: TrialState, value: float | None = None, error: str | None = None):
         from bench import tracking
@@ -624,6 +625,7 @@ class TrialTracker:
         if self.run is None or not tracking.enabled():
             return
         with tracking.guard(f"ending the MLflow run of trial run {self.run.run_id}"):
+            self.run.flush()
             tags = {"optuna.state": state.name, **({"error": error} if error else {})}
             self.run.log(metrics={} if value is None else {"objective": value}, tags=tags)
             status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}

@@ -1,8 +1,9 @@
 """MLflow tracking: one experiment per suite (or tune study), a parent run per
 invocation, a child run per RunSpec, teacher and trial.
 
-``client`` (the store, errors) -> ``runs`` (the run API and what a run logs) ->
-``reconcile`` (resume: MLflow <-> result.json) -> ``session`` (a ``bench run``)."""
+``client`` (the store, errors, HTTP limits) -> ``sender`` (epoch metrics to a server, off
+the training loop) -> ``runs`` (the run API and what a run logs) -> ``reconcile``
+(resume: MLflow <-> result.json) -> ``session`` (a ``bench run``)."""
 
 from bench.tracking.client import (
     TrackingError,

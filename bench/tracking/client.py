@@ -14,7 +14,12 @@ the record for humans. So:
   training anything, with one line naming the URI and the way out (``--no-mlflow``);
 * a tracking error later on never fails a run (:func:`guard`): it prints one
   ``tracking:`` line and turns MLflow logging off for the rest of that process; the run's
-  ``result.json`` is complete, and the next ``bench run`` of the suite backfills MLflow.
+  ``result.json`` is complete, and the next ``bench run`` of the suite backfills MLflow;
+* a server (``http(s)://``) is never waited on for long: its requests get a short timeout
+  and one retry (:data:`HTTP_LIMITS`, set when its client is made), and the per-epoch
+  metrics of a training loop go through a bounded background sender
+  (:mod:`bench.tracking.sender`), so a server that dies or hangs mid-suite costs seconds,
+  once, not MLflow's default minutes of retries per call.
 
 MLflow is imported lazily: ``bench ls`` and ``bench run --dry-run`` never load it.
 """
@@ -43,6 +48,19 @@ MAX_PARAM_VALUE = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 MAX_TAG_VALUE = 8000
 BATCH = 100  # params / tags per log_batch call
 
+# MLflow's HTTP client reads these on every request (mlflow.utils.rest_utils.http_request);
+# its defaults (120 s timeout, 7 retries with backoff factor 2, honouring Retry-After)
+# stall a call to a dead server for minutes. Set for a server's client unless the
+# environment already sets them. One retry comes at once (urllib3 backs off from the
+# second): a refused connection fails in milliseconds, a hanging server in 2 x 5 s.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "false",
+}
+
 
 class TrackingError(BenchError):
     """The tracking store cannot be used (raised only when a suite or study starts)."""
@@ -63,6 +81,17 @@ def resolve_tracking_uri(results_root: Path | str, tracking_uri: str | None = No
     )
 
 
+def remote(uri: str) -> bool:
+    """Whether ``uri`` is a tracking server (MLflow's REST store over HTTP)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def limit_http() -> None:
+    """:data:`HTTP_LIMITS` for this process (and the workers it spawns), where unset."""
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for other stores, or in memory)."""
     if not uri.startswith("sqlite:///"):
@@ -81,7 +110,7 @@ def artifact_location_for(uri: str) -> str | None:
 def probe(uri: str, timeout: float = 5.0) -> None:
     """Fail fast (seconds, not MLflow's minutes of retries) when a server is not up: an
     ``OSError`` naming why. Other stores (SQLite files) are not probed here."""
-    if not uri.startswith(("http://", "https://")):
+    if not remote(uri):
         return
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
@@ -108,6 +137,8 @@ def client(uri: str):
     quiet_mlflow_logs()  # after the import: importing mlflow sets its loggers to INFO
     # no tqdm bars from MLflow's artifact up/downloads between our own progress bars
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if remote(uri):
+        limit_http()
     db = sqlite_path(uri)
     if db is None:
         return MlflowClient(uri)
@@ -159,10 +190,11 @@ def usable(uri: str) -> Iterator[None]:
 
 def open_experiment(uri: str, name: str) -> str:
     """Check the store and open (or create) experiment ``name``; return its id. Tracking
-    is on again in this process. A store that cannot be used is a :class:`TrackingError`
-    (:func:`usable`)."""
-    global _broken
+    is on again in this process (epoch metrics still queued for an earlier experiment are
+    dropped). A store that cannot be used is a :class:`TrackingError` (:func:`usable`)."""
+    global _broken, _generation
     _broken = None
+    _generation += 1
     with usable(uri):
         probe(uri)
         db = sqlite_path(uri)
@@ -268,25 +300,37 @@ def flatten_params(obj: Any, prefix: str = "") -> dict[str, str]:
 # ------------------------------------------------------------- error containment
 
 _broken: str | None = None  # set by the first tracking error of this process
+_generation = 0  # bumped each time tracking is turned on again (open_experiment)
 
 
 def enabled() -> bool:
     return _broken is None
 
 
+def generation() -> int:
+    """Which turn of tracking this is: work queued in an earlier one is stale."""
+    return _generation
+
+
+def fail(what: str, exc: BaseException) -> None:
+    """Turn tracking off for the rest of this process, saying why in one line (the first
+    error only)."""
+    global _broken
+    if _broken is None:
+        _broken = one_line(exc)
+        print(
+            f"tracking: {what} failed ({_broken}); MLflow logging is off for the rest "
+            "of this process (result.json files are complete; the next `bench run` "
+            "backfills MLflow)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 @contextlib.contextmanager
 def guard(what: str) -> Iterator[None]:
     """Run tracking code; on error print one line and turn tracking off in this process."""
-    global _broken
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - tracking must never fail a run
-        if _broken is None:
-            _broken = one_line(exc)
-            print(
-                f"tracking: {what} failed ({_broken}); MLflow logging is off for the rest "
-                "of this process (result.json files are complete; the next `bench run` "
-                "backfills MLflow)",
-                file=sys.stderr,
-                flush=True,
-            )
+        fail(what, exc)

@@ -3,7 +3,10 @@
 One set of calls for every kind of run: :meth:`MlflowRun.start` (a parent: a ``bench
 run`` invocation, a tune study), :meth:`MlflowRun.child` (a suite's run, a teacher, a
 tune trial), then ``log`` / ``log_epochs`` / ``log_files`` and ``end``. These raise; the
-callers wrap them in :func:`~bench.tracking.client.guard`.
+callers wrap them in :func:`~bench.tracking.client.guard`. A training loop logs its
+epochs with :meth:`MlflowRun.log_epochs_later`: queued for a server
+(:mod:`bench.tracking.sender`), written at once to a local store; ``end`` waits (briefly)
+for what is queued.
 
 What a suite's child run holds (the contract :func:`bench.report.load_results_mlflow`
 reads):
@@ -40,6 +43,7 @@ from typing import Any
 import yaml
 
 from bench.atomic import read_json
+from bench.tracking import sender
 from bench.tracking.client import (
     MAX_TAG_VALUE,
     client,
@@ -48,6 +52,7 @@ from bench.tracking.client import (
     git_info,
     guard,
     log_batch,
+    remote,
 )
 
 FINAL_SCALARS = (
@@ -133,15 +138,33 @@ class MlflowRun:
     def log_epochs(self, records: Iterable[dict[str, Any]], step=None) -> None:
         """Every numeric value of each epoch record at ``step(record)`` (default: its
         ``epoch``)."""
+        log_batch(client(self.uri), self.run_id, metrics=self._epoch_metrics(records, step))
+
+    def log_epochs_later(self, records: Iterable[dict[str, Any]], what: str, step=None) -> None:
+        """:meth:`log_epochs` without waiting for a server: queued
+        (:func:`bench.tracking.sender.submit`; ``what`` names the call if sending fails).
+        A local store is written at once, as by :meth:`log_epochs`."""
+        if not remote(self.uri):
+            self.log_epochs(records, step)
+            return
+        sender.submit(self.uri, self.run_id, self._epoch_metrics(records, step), what)
+
+    @staticmethod
+    def _epoch_metrics(records: Iterable[dict[str, Any]], step) -> list:
         from mlflow.entities import Metric
 
         now = _now_ms()
-        metrics = [
+        return [
             Metric(k, v, now, int(rec["epoch"]) if step is None else step(rec))
             for rec in records
             for k, v in epoch_metrics(rec).items()
         ]
-        log_batch(client(self.uri), self.run_id, metrics=metrics)
+
+    def flush(self) -> None:
+        """Wait (at most :data:`~bench.tracking.sender.FLUSH_SECONDS`) for the queued
+        epoch metrics; :class:`~bench.tracking.sender.NotSent` if they did not go."""
+        if remote(self.uri):
+            sender.flush()
 
     def log_files(self, paths: Iterable[Path | str], base: Path | None = None) -> None:
         """Files as artifacts, at their folder relative to ``base`` (else at the top)."""
@@ -156,7 +179,9 @@ class MlflowRun:
         client(self.uri).log_artifacts(self.run_id, str(folder))
 
     def end(self, status: str, error: str | None = None) -> None:
-        """End the run ``status`` (FINISHED, FAILED, KILLED), with an ``error`` tag."""
+        """End the run ``status`` (FINISHED, FAILED, KILLED), with an ``error`` tag, once
+        its queued epoch metrics are sent (:meth:`flush`)."""
+        self.flush()
         c = client(self.uri)
         if error:
             c.set_tag(self.run_id, "error", _text(error))
@@ -297,8 +322,9 @@ class RunTracker:
     def log_epochs(self, records: list[dict[str, Any]]) -> None:
         if not enabled():
             return
-        with guard(f"logging epoch metrics of {self.run.key}"):
-            self.mlrun.log_epochs(records)
+        what = f"logging epoch metrics of {self.run.key}"
+        with guard(what):
+            self.mlrun.log_epochs_later(records, what)
 
     def finish(self, record: dict[str, Any], figures: Figures | None = None) -> bool:
         """End the run from its record, with ``figures`` among its artifacts; sets
@@ -307,6 +333,7 @@ class RunTracker:
             return False
         finished = record.get("status") == "finished"
         with guard(f"finishing the MLflow run of {self.run.key}"):
+            self.mlrun.flush()  # a server that stopped answering: found out here, in seconds
             tags = {"teacher_keys": ",".join(t["key"] for t in record.get("teachers", []))}
             if record.get("error"):
                 tags["error"] = record["error"]
