@@ -149,6 +149,7 @@ def _student_configs(suite: SuiteConfig) -> Iterable[tuple[ModelConfig, str]]:
 
 
 def check_models(suite: SuiteConfig) -> None:
+    fitted: set[tuple[str, str, str]] = set()
     for key, t in teacher_configs(suite):
         pairs = t.archs_and_params()
         for i, (arch, params) in enumerate(pairs):
@@ -157,7 +158,8 @@ def check_models(suite: SuiteConfig) -> None:
         several = isinstance(t.pretrained, list)
         lists = [v for v in (t.arch, t.params, t.pretrained) if isinstance(v, list)]
         for i, (arch, params, path) in enumerate(t.per_task(max(map(len, lists), default=1))):
-            if path:
+            if path and (path, arch, repr(params)) not in fitted:  # a big file is read once
+                fitted.add((path, arch, repr(params)))
                 check_checkpoint(
                     path,
                     f"{key}.pretrained" + (f".{i}" * (several and len(t.pretrained) > 1)),

@@ -12,7 +12,7 @@ from bench.data import PreparedData, prepare
 from bench.evaluate import evaluate
 from bench.health import longest_fall
 from bench.keys import file_sha256
-from bench.models import build_model_reported
+from bench.models import build_model, load_pretrained
 from bench.plan import PlannedRun
 from bench.pretrain import class_overlap, get_backbone, load_backbone
 from bench.record import RunRecord
@@ -136,15 +136,15 @@ def build_method(
     ``pretrained:`` file: the load line is printed and its report appended to ``loads``)."""
 
     def build_student():
-        model, report = build_model_reported(
+        model = build_model(
             spec.student.arch,
             num_classes=data.layout.num_classes,
             in_channels=data.channels,
             image_size=data.image_size,
-            pretrained=spec.student.pretrained,
             **spec.student.params,
         )
-        if report is not None:
+        if spec.student.pretrained:
+            report = load_pretrained(model, spec.student.pretrained, spec.student.arch)
             announce(who, report)
             if loads is not None:
                 loads.append(report)
