@@ -8,6 +8,13 @@ key, and moves it: its record (``result.json`` / ``meta.json``) is rewritten ato
 with the new key and a ``legacy_key`` field (MLflow still tags it by the old one), then
 its folder is renamed (atomic). Interrupted between the two steps, the folder is still
 found under its legacy key next time and moved then.
+
+Run and teacher keys also once hashed each ``pretrained:`` file's path; now they hash
+its content (:func:`bench.keys.weights_by_content`). A run or teacher that uses files is
+looked for under two legacy keys, newest first: the location-free key with the paths
+(:func:`~bench.specs.path_key`) and the one with locations and paths; only while every
+file it names still exists at its path (whose content the moved result is then taken to
+have been trained on: a file overwritten before the migration cannot be told apart).
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.atomic import atomic_write_json, read_json
+from bench.keys import weights_paths
 from bench.plan import PlannedRun, counts_tasks, num_tasks
-from bench.specs import legacy_key
+from bench.specs import legacy_key, path_key
 from bench.store import RunStore
 from methods import METHODS
 
@@ -75,23 +83,31 @@ def find_legacy(
     root = Path(results_root)
     found = LegacyMoves()
     seen: set[str] = set()
+    targets: set[Path] = set()
 
-    def add(into: list[Move], move: Move) -> None:
-        if move.legacy == move.key or move.legacy in seen:
-            return
-        seen.add(move.legacy)
-        if _finished(move) and not move.dst.exists():
-            into.append(move)
+    def add(into: list[Move], *candidates: Move) -> None:
+        """The first candidate (newest legacy key first) that is finished moves."""
+        for move in candidates:
+            if move.legacy == move.key or move.legacy in seen or move.dst in targets:
+                continue
+            seen.add(move.legacy)
+            if _finished(move) and not move.dst.exists():
+                targets.add(move.dst)
+                into.append(move)
+                return
 
     for run in runs:
         store = RunStore(root / run.meta.suite)
-        old = legacy_run_key(run)
+        olds = [path_key(run.spec)] if _files_in_place(run.spec) else []
+        olds.append(legacy_run_key(run))
         add(
             found.runs,
-            Move(
-                store.run_dir(old), store.run_dir(run.key), old, run.key, "result.json", "run_key"
+            *(
+                Move(store.run_dir(old), store.run_dir(run.key), old, run.key, "result.json",
+                     "run_key")
+                for old in olds
             ),
-        )
+        )  # fmt: skip
         stage = run.spec.pretrain
         if stage is not None:
             old = legacy_key(stage)
@@ -104,13 +120,25 @@ def find_legacy(
         ds = run.spec.dataset_config()
         if not count_natural and not counts_tasks(ds):
             continue
+        folder = root / "teachers"
         for t in run.spec.teacher_specs(num_tasks(ds)):
-            old, folder = legacy_key(t), root / "teachers"
+            olds = [path_key(t)] if _files_in_place(t) else []
+            olds.append(legacy_key(t))
             add(
                 found.teachers,
-                Move(folder / old, folder / t.key, old, t.key, "meta.json", "key", "teacher.pt"),
-            )
+                *(
+                    Move(folder / old, folder / t.key, old, t.key, "meta.json", "key",
+                         "teacher.pt")
+                    for old in olds
+                ),
+            )  # fmt: skip
     return found
+
+
+def _files_in_place(spec) -> bool:
+    """Whether ``spec`` names ``pretrained:`` files and each is still at its path."""
+    paths = weights_paths(spec.model_dump(mode="json"))
+    return bool(paths) and all(Path(p).expanduser().is_file() for p in paths)
 
 
 def _finished(move: Move) -> bool:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
 
 from bench.errors import BenchError
 from bench.registry import Registry
+
+if TYPE_CHECKING:
+    from bench.weights import LoadReport
 
 MODELS = Registry("model")
 
@@ -142,26 +144,25 @@ for _depth in (18, 34, 50):
     _register_resnet(_depth)
 
 
-def load_pretrained(model: Classifier, path: str) -> None:
+def load_pretrained(model: Classifier, path: str, arch: str = "the model") -> LoadReport:
     """Load a local checkpoint (a state dict, torchvision or this harness's naming) into
-    ``model``; tensors whose shapes do not match (e.g. the classifier) are skipped."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise BenchError(f"pretrained: {file}: no such file")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
+    ``model`` and say how it fitted (:mod:`bench.weights`): head tensors of another
+    shape (another class count) and a stem of another shape (the small-input 3x3 stem)
+    are skipped and named; a file that fits less than the backbone is refused."""
+    from bench.weights import read_state, report_for
+
+    try:
+        state = read_state(path)
+    except BenchError as exc:
+        raise BenchError(f"pretrained: {exc}") from None
+    report = report_for(model, path, state)
+    if not report.fits:
+        raise BenchError(f"pretrained: {report.refusal(arch)}")
     own = model.state_dict()
-    tv_names = _torchvision_names(model)
-    matched = 0
-    for name, tensor in state.items():
-        target = name if name in own else tv_names.get(name)
-        if target is not None and own[target].shape == tensor.shape:
-            own[target] = tensor
-            matched += 1
-    if matched == 0:
-        raise BenchError(f"pretrained: {file}: no tensor matches the model's parameters")
+    for name, target in report.assign.items():
+        own[target] = state[name]
     model.load_state_dict(own)
+    return report
 
 
 def _torchvision_names(model: Classifier) -> dict[str, str]:
@@ -186,10 +187,25 @@ def build_model(
     pretrained: str | None = None,
     **params,
 ) -> Classifier:
-    """Build a registered model by name (and load a local pretrained checkpoint if given)."""
+    """Build a registered model by name (and load a local pretrained checkpoint if given;
+    :func:`build_model_reported` also returns how it fitted)."""
+    return build_model_reported(arch, num_classes, in_channels, image_size, pretrained, **params)[0]
+
+
+def build_model_reported(
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    pretrained: str | None = None,
+    **params,
+) -> tuple[Classifier, LoadReport | None]:
+    """:func:`build_model` and the :class:`~bench.weights.LoadReport` of its
+    ``pretrained`` file (None without one)."""
     model = MODELS.get(arch)(
         num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params
     )
+    report = None
     if pretrained:
-        load_pretrained(model, pretrained)
-    return model
+        report = load_pretrained(model, pretrained, arch)
+    return model, report

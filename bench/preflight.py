@@ -16,7 +16,6 @@ import os
 import sqlite3
 import sys
 import typing
-import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -113,32 +112,29 @@ def count_warning(name: str, root: str | None, params: dict[str, Any]) -> str | 
     return f"{name} at {listing.root}: differs from the official distribution: {details}"
 
 
-def check_checkpoint(path: str, where: str) -> None:
-    """A ``pretrained:`` file exists and loads as tensors (``weights_only=True``)."""
-    import torch
+def check_checkpoint(
+    path: str, where: str, arch: str | None = None, params: dict[str, Any] | None = None
+) -> None:
+    """A ``pretrained:`` file exists, loads as a state dict of tensors
+    (``weights_only=True``) and, given the ``arch`` (and ``params``) it initialises,
+    fills that model's backbone (:func:`bench.weights.check_fit`: the head and the stem
+    may differ; fewer backbone tensors are refused with the counts)."""
+    from bench.errors import BenchError
+    from bench.weights import check_fit, read_state
 
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError(f"{where}: {path}: no such file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's pickle-protocol notes
-            state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ConfigError(
-            f"{where}: {path}: not a weights file that loads with weights_only=True "
-            f"({type(exc).__name__})"
-        ) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"{where}: {path}: holds no state dict of tensors")
+        if arch is None:
+            read_state(path)
+        else:
+            check_fit(arch, params or {}, path)
+    except BenchError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_model(model: ModelConfig, where: str) -> None:
     check_params(MODELS.get(model.arch), model.params, f"{where}.params", HARNESS_MODEL_ARGS)
     if model.pretrained:
-        check_checkpoint(model.pretrained, f"{where}.pretrained")
+        check_checkpoint(model.pretrained, f"{where}.pretrained", model.arch, model.params)
 
 
 def _student_configs(suite: SuiteConfig) -> Iterable[tuple[ModelConfig, str]]:
@@ -153,15 +149,23 @@ def _student_configs(suite: SuiteConfig) -> Iterable[tuple[ModelConfig, str]]:
 
 
 def check_models(suite: SuiteConfig) -> None:
+    fitted: set[tuple[str, str, str]] = set()
     for key, t in teacher_configs(suite):
         pairs = t.archs_and_params()
         for i, (arch, params) in enumerate(pairs):
             where = f"{key}.params" if len(pairs) == 1 else f"{key}.params (arch {i}: {arch})"
             check_params(MODELS.get(arch), params, where, HARNESS_MODEL_ARGS)
-        inits = t.pretrained if isinstance(t.pretrained, list) else [t.pretrained]
-        for i, path in enumerate(inits):
-            if path:
-                check_checkpoint(path, f"{key}.pretrained" + (f".{i}" * (len(inits) > 1)))
+        several = isinstance(t.pretrained, list)
+        lists = [v for v in (t.arch, t.params, t.pretrained) if isinstance(v, list)]
+        for i, (arch, params, path) in enumerate(t.per_task(max(map(len, lists), default=1))):
+            if path and (path, arch, repr(params)) not in fitted:  # a big file is read once
+                fitted.add((path, arch, repr(params)))
+                check_checkpoint(
+                    path,
+                    f"{key}.pretrained" + (f".{i}" * (several and len(t.pretrained) > 1)),
+                    arch,
+                    params,
+                )
     seen: set[str] = set()
     for model, where in _student_configs(suite):
         key = model.model_dump_json()

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from bench.config import DatasetConfig, MethodConfig, SuiteConfig, teachers_of
-from bench.keys import content_key, dataset_identity_dump
+from bench.keys import content_key, dataset_identity_dump, weights_by_content
 from bench.tune_config import (
     Budget,
     Objective,
@@ -60,7 +60,7 @@ def study_key(cfg: TuneConfig) -> str:
     """Hash of everything that decides a study's trials: base run (without data
     locations), epochs, seeds, objective, space, enqueued points and the budget."""
     identity = cfg.identity()
-    base = dict(identity["base"])
+    base = weights_by_content(dict(identity["base"]))  # a pretrained: file by its content
     base["dataset"] = {k: v for k, v in dataset_identity_dump(base["dataset"]).items() if k != "id"}
     base["pretrain"] = {
         name: {**stage, "dataset": dataset_identity_dump(stage["dataset"])}

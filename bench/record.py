@@ -87,7 +87,8 @@ class RunRecord(BaseModel):
     spec: dict[str, Any] = Field(default_factory=dict)  # the resolved RunSpec, as JSON
     metrics: Metrics = Field(default_factory=Metrics)
     history: list[dict[str, Any]] = Field(default_factory=list)  # one entry per epoch
-    teachers: list[dict[str, Any]] = Field(default_factory=list)  # key, arch, cached, ...
+    # key, arch, cached, test_acc_own_classes, weights_sha256 (teacher.pt), pretrained_sha256
+    teachers: list[dict[str, Any]] = Field(default_factory=list)
     timings: dict[str, Number | None] = Field(default_factory=dict)  # seconds
     error: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
@@ -102,6 +103,7 @@ class RunRecord(BaseModel):
     # (val / test None where absent). Older records have neither.
     tasks_resolved: list[TaskSplit] | None = None
     split_sizes: SplitSizes | None = None
+    pretrained: dict[str, Any] | None = None  # the student's pretrained: file (bench.weights)
     # set after the run
     placement: dict[str, Any] | None = None  # bench.placement: the process that ran it
     mlflow_run_id: str | None = None

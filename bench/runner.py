@@ -11,7 +11,8 @@ from bench.context import ExecOptions
 from bench.data import PreparedData, prepare
 from bench.evaluate import evaluate
 from bench.health import longest_fall
-from bench.models import build_model
+from bench.keys import file_sha256
+from bench.models import build_model, load_pretrained
 from bench.plan import PlannedRun
 from bench.pretrain import class_overlap, get_backbone, load_backbone
 from bench.record import RunRecord
@@ -19,6 +20,7 @@ from bench.runtime import apply_threads, seed_everything
 from bench.speed import resolve_speed
 from bench.teachers import get_teacher
 from bench.train import EpochCallback, epoch_steps, fit
+from bench.weights import announce
 from methods import METHODS, Method, MethodContext
 
 
@@ -47,7 +49,8 @@ def execute(
     teachers, teacher_meta = frozen_teachers(spec, data, options)
     t_teachers = time.perf_counter() - t0
     generator = seed_everything(spec.seed)  # after the teachers: their training seeds itself
-    method = build_method(spec, data, teachers, backbone).to(device)
+    loads: list = []  # the student's pretrained-file reports (bench.weights)
+    method = build_method(spec, data, teachers, backbone, loads, who=student_label(run)).to(device)
     fitted = None
     if method.trains:
         fitted = fit(
@@ -78,6 +81,7 @@ def execute(
         tasks_resolved=split.tasks(),
         split_sizes=split.sizes(),
         **({"pretrain": pretrain_meta} if pretrain_meta else {}),
+        **({"pretrained": loads[-1].as_dict()} if loads else {}),
         timings={
             "teachers": t_teachers,
             "train": fitted.train_time if fitted else 0.0,
@@ -106,25 +110,35 @@ def pretrained_backbone(spec, data: PreparedData, options: ExecOptions):
 
 def frozen_teachers(spec, data: PreparedData, options: ExecOptions):
     """One frozen teacher per task (cached or trained first) and what the record says of
-    each."""
+    each: its key, the sha256 of the ``teacher.pt`` loaded, its own-class test accuracy
+    and, for a teacher initialised from a ``pretrained:`` file, that file's sha256."""
     teachers, meta_out = [], []
     for tspec in spec.teacher_specs(len(data.layout.tasks)):
         model, meta = get_teacher(tspec, data, options)
         teachers.append(model)
-        meta_out.append(
-            {
-                "key": tspec.key,
-                "arch": tspec.arch,
-                "cached": meta["cached"],
-                "test_acc_own_classes": meta["test_acc_own_classes"],
-            }
-        )
+        entry = {
+            "key": tspec.key,
+            "arch": tspec.arch,
+            "cached": meta["cached"],
+            "test_acc_own_classes": meta["test_acc_own_classes"],
+            "weights_sha256": meta.get("weights_sha256"),
+        }
+        if tspec.pretrained:  # the content its key hashes
+            entry["pretrained_sha256"] = file_sha256(tspec.pretrained)
+        meta_out.append(entry)
     return teachers, meta_out
 
 
-def build_method(spec, data: PreparedData, teachers, backbone) -> Method:
+def student_label(run: PlannedRun) -> str:
+    return f"student ({run.meta.row} | {run.meta.column} | seed {run.meta.seed})"
+
+
+def build_method(
+    spec, data: PreparedData, teachers, backbone, loads: list | None = None, who: str = "student"
+) -> Method:
     """The run's method plugin with its validated params, over a student built on demand
-    (initialised from ``backbone`` when the run has a pretrain stage)."""
+    (initialised from ``backbone`` when the run has a pretrain stage, or from its
+    ``pretrained:`` file: the load line is printed and its report appended to ``loads``)."""
 
     def build_student():
         model = build_model(
@@ -132,9 +146,13 @@ def build_method(spec, data: PreparedData, teachers, backbone) -> Method:
             num_classes=data.layout.num_classes,
             in_channels=data.channels,
             image_size=data.image_size,
-            pretrained=spec.student.pretrained,
             **spec.student.params,
         )
+        if spec.student.pretrained:
+            report = load_pretrained(model, spec.student.pretrained, spec.student.arch)
+            announce(who, report)
+            if loads is not None:
+                loads.append(report)
         if backbone is not None:
             load_backbone(model, backbone)
         return model

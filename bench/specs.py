@@ -7,8 +7,10 @@ suite and printing a dry-run need the specs and their keys, never the training s
 A spec holds everything that changes its result plus where its data lives; its key
 (:func:`spec_key`) hashes the first and leaves out the second
 (:data:`bench.keys.LOCATION_ONLY`), so moving the data directory keeps every finished
-run, teacher and stage. :func:`legacy_key` is the key older versions computed (with the
-locations), kept only to migrate finished results once (:mod:`bench.migrate`).
+run, teacher and stage. A ``pretrained:`` file enters the key by its content (sha256),
+never its path (:func:`bench.keys.weights_by_content`). :func:`legacy_key` and
+:func:`path_key` are the keys older versions computed (with the locations; with the
+paths), kept only to migrate finished results once (:mod:`bench.migrate`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from bench.config import DatasetConfig, ModelConfig, OptimConfig, PretrainConfig, TeacherConfig
-from bench.keys import content_key, without_locations
+from bench.keys import content_key, weights_by_content, without_locations
 
 
 def key_dump(spec: BaseModel) -> dict[str, Any]:
     """``spec``'s key content: its fields without data locations (every ``dataset`` dict,
-    the nested pretrain stage's too); ``pretrain`` is left out when unset, so that specs
-    without a stage keep the keys they had before the field existed."""
-    return without_locations(_dump(spec))
+    the nested pretrain stage's too) and with each ``pretrained:`` file's sha256 in place
+    of its path; ``pretrain`` is left out when unset, so that specs without a stage keep
+    the keys they had before the field existed."""
+    return weights_by_content(without_locations(_dump(spec)))
 
 
 def spec_key(spec: BaseModel) -> str:
@@ -35,8 +38,16 @@ def spec_key(spec: BaseModel) -> str:
 
 def legacy_key(spec: BaseModel) -> str:
     """The key of ``spec`` before keys left out data locations (root, archive,
-    in_memory): what results written by earlier versions are filed under."""
+    in_memory), with ``pretrained:`` paths as they were: what results written by
+    earlier versions are filed under."""
     return content_key(_dump(spec))
+
+
+def path_key(spec: BaseModel) -> str:
+    """The key of ``spec`` before keys hashed ``pretrained:`` files by content: without
+    data locations, with the files' paths (equal to :attr:`key` for a spec without
+    files)."""
+    return content_key(without_locations(_dump(spec)))
 
 
 def _dump(spec: BaseModel) -> dict[str, Any]:

@@ -19,23 +19,28 @@ from bench.claims import describe, release, try_claim
 from bench.context import ExecOptions
 from bench.data import PreparedData
 from bench.evaluate import evaluate
-from bench.models import Classifier, build_model
+from bench.keys import file_sha256
+from bench.models import Classifier, build_model_reported
 from bench.pretrain import get_backbone, load_backbone
 from bench.runtime import seed_everything
 from bench.specs import TeacherSpec
 from bench.train import fit
+from bench.weights import announce
 from methods.supervised import Supervised
 
 log = logging.getLogger(__name__)
 
 
-def _build(spec: TeacherSpec, data: PreparedData) -> Classifier:
-    return build_model(
+def _build(spec: TeacherSpec, data: PreparedData, pretrained: bool = True):
+    """The teacher's model and the :class:`~bench.weights.LoadReport` of its
+    ``pretrained`` file (None without one, or with ``pretrained=False``: a cached
+    teacher's weights replace the init anyway)."""
+    return build_model_reported(
         spec.arch,
         num_classes=data.layout.sizes[spec.task],
         in_channels=data.channels,
         image_size=data.image_size,
-        pretrained=spec.pretrained,
+        pretrained=spec.pretrained if pretrained else None,
         **spec.params,
     )
 
@@ -91,14 +96,15 @@ def _cached_or_claimed(folder: Path, spec: TeacherSpec, poll: float = 2.0) -> bo
 
 def _load_cached(spec, data, weights: Path, meta_path: Path, device):
     meta = read_json(meta_path)
-    model = _build(spec, data)
+    model, _ = _build(spec, data, pretrained=False)
+    digest = file_sha256(weights)  # of the file loaded here (the run's record names it)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model = _freeze(model, device)
     if meta.get("test_acc_own_classes") is None and data.test is not None:
         # trained by a test-free tuning run: fill in its own-class test accuracy now
         meta["test_acc_own_classes"] = _own_test_acc(model, data, spec.task, device)
         atomic_write_json(meta_path, meta)
-    return model, {**meta, "cached": True}
+    return model, {**meta, "weights_sha256": digest, "cached": True}
 
 
 def _train(spec, data, weights: Path, meta_path: Path, options: ExecOptions):
@@ -107,7 +113,9 @@ def _train(spec, data, weights: Path, meta_path: Path, options: ExecOptions):
     if spec.pretrain is not None:  # first: training it must not move this teacher's seed
         backbone, _ = get_backbone(spec.pretrain, options)
     generator = seed_everything(spec.seed)
-    model = _build(spec, data)
+    model, report = _build(spec, data)
+    if report is not None:
+        announce(f"teacher T{spec.task + 1} ({spec.arch})", report)
     if backbone is not None:
         load_backbone(model, backbone)
     model = model.to(device)
@@ -134,8 +142,10 @@ def _train(spec, data, weights: Path, meta_path: Path, options: ExecOptions):
         "test_acc_own_classes": acc,
         "train_time": time.perf_counter() - start,
         "history": result.history,
+        **({"pretrained": report.as_dict()} if report is not None else {}),
     }
     atomic_torch_save(weights, {k: v.cpu() for k, v in model.state_dict().items()})
+    meta["weights_sha256"] = file_sha256(weights)
     atomic_write_json(meta_path, meta)  # written last: its presence marks a complete entry
     if acc is not None:
         log.info("teacher T%d (%s): %.2f%% on its own classes", spec.task + 1, spec.arch, acc * 100)
