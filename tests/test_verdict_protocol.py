@@ -333,7 +333,9 @@ def test_verdict_page_from_a_finished_study(tmp_path, capsys):
     out = tmp_path / "docs" / "verdict.md"
     assert main(["verdict", str(results / "page"), "--suite", str(path), "--out", str(out)]) == 0
     page = out.read_text()
-    recs = [yaml.safe_load(p.read_text()) for p in (results / "page" / "runs").glob("*/result.json")]
+    recs = [
+        yaml.safe_load(p.read_text()) for p in (results / "page" / "runs").glob("*/result.json")
+    ]
     acc = {(r["row"], r["seed"]): r["metrics"]["test_acc"] * 100 for r in recs}
     d = [acc[("CKA (tuned)", s)] - acc[("Vanilla KD (tuned)", s)] for s in (0, 1)]
     mean = sum(d) / 2
@@ -346,7 +348,9 @@ def test_verdict_page_from_a_finished_study(tmp_path, capsys):
     assert "- **digits** (ceiling control: " in page or "- **digits** (headroom: " in page
     assert "- CKA (tuned) (searched optim.lr): optim.lr=" in page
     assert "| lambda_inter | Δ val | Δ test |" in page
-    assert "![dose-response of lambda_inter on digits](verdict/dose_lambda-inter_digits.png)" in page
+    assert (
+        "![dose-response of lambda_inter on digits](verdict/dose_lambda-inter_digits.png)" in page
+    )
     assert (out.parent / "verdict" / "dose_lambda-inter_digits.png").is_file()
     assert "| row | last (reported) | best-val | best-test (optimistic) | inflation |" in page
     assert "seeds to detect 1 point" in page
