@@ -262,6 +262,20 @@ def _combinations(rows: dict[str, Row]) -> list[str]:
     ]
 
 
+AFTER_VERDICT = [
+    "Digits leaves no room to differ: here nine of the ten options are within noise and "
+    "Vanilla KD sits a point below Supervised, so only catastrophic readings are told apart. "
+    "The verdict study (`docs/verdict.md`, `suites/verdict_cpu.yaml`) re-reads the choice on "
+    "three CIFAR-10 settings where Vanilla KD is 8-14 points below Supervised (from scratch, "
+    "from a pretrained backbone, with heterogeneous teachers), by the same validation-only "
+    "rule, for the one option on which `default` and `paper-literal` differ "
+    "(`inter_normalize`): its section \"The reproduction study's defaults, re-read here\" gives "
+    "the paired validation difference per setting. Its dose-response of each term is the "
+    "other half of the answer: at the printed weights the contrastive terms barely move the "
+    "student, raising L_intra or L_inter hurts, and L_align is flat.",
+]
+
+
 def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
     """The whole page as Markdown; ``keys``: only these run keys (the suite's current plan),
     so runs of an earlier default left in the directory are ignored."""
@@ -314,6 +328,7 @@ def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
         "",
     ]
     lines += _claim(kd, cka, lit, paper)
+    lines += ["## Where these digits-only choices stand", "", *AFTER_VERDICT, ""]
     lines += ["## How the default was reached", "", *STUDY_HISTORY, ""]
     lines += [
         "## Each option, flipped around the default reading",

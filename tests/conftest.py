@@ -9,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+from bench.datasets import LabelledImages
+
 ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -42,3 +44,33 @@ def write_suite(path: Path, suite: dict) -> Path:
 @pytest.fixture
 def suite_file(tmp_path: Path) -> Path:
     return write_suite(tmp_path / "tiny.yaml", tiny_suite())
+
+
+# ------------------------------------------------------------------ no test-split access
+
+
+class SealedSplit(LabelledImages):
+    """A test split that fails the test run the moment anything reads it."""
+
+    def _read(self, *_):
+        raise AssertionError("the test split was read during tuning")
+
+    labels = property(_read)
+    __len__ = __getitem__ = subset = _read
+
+
+@pytest.fixture
+def sealed_digits():
+    from bench.data import _load_source_cached
+    from bench.datasets import DATASETS
+    from bench.datasets.digits import digits
+
+    def loader(root=None, **params):
+        source = digits(root, **params)
+        source.test = SealedSplit()
+        return source
+
+    DATASETS.register("digits_sealed_test")(loader)
+    yield "digits_sealed_test"
+    DATASETS._items.pop("digits_sealed_test", None)
+    _load_source_cached.cache_clear()

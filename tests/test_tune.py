@@ -18,7 +18,6 @@ from torch import nn
 
 from bench.cli import main
 from bench.config import load_suite
-from bench.datasets import DATASETS, LabelledImages
 from bench.errors import ConfigError
 from bench.plan import expand
 from methods import METHODS, Method, register
@@ -268,33 +267,6 @@ def test_pruner_prunes_the_clearly_worse_trial(studied, skill_toy, capsys):
 
 
 # ------------------------------------------------------------------ no test-split access
-
-
-class SealedSplit(LabelledImages):
-    """A test split that fails the test run the moment anything reads it."""
-
-    def _read(self, *_):
-        raise AssertionError("the test split was read during tuning")
-
-    labels = property(_read)
-    __len__ = __getitem__ = subset = _read
-
-
-@pytest.fixture
-def sealed_digits():
-    from bench.datasets.digits import digits
-
-    def loader(root=None, **params):
-        source = digits(root, **params)
-        source.test = SealedSplit()
-        return source
-
-    DATASETS.register("digits_sealed_test")(loader)
-    yield "digits_sealed_test"
-    DATASETS._items.pop("digits_sealed_test", None)
-    from bench.data import _load_source_cached
-
-    _load_source_cached.cache_clear()
 
 
 def test_tuning_never_reads_the_test_split(tmp_path, sealed_digits):

@@ -17,11 +17,9 @@ import yaml
 
 from bench.cli import main
 from bench.config import validate_suite
-from bench.datasets import DATASETS
 from bench.plan import dose_points, expand, plan_studies
 from bench.protocol import read_best
 from tests.conftest import ROOT, tiny_suite, write_suite
-from tests.test_tune import SealedSplit
 
 PROTOCOL = {"trials": 2, "epochs": 1, "seeds": [0], "n_startup_trials": 1, "pruner": {"type": "none"}}  # fmt: skip
 KD_SEARCH = {"T": {"low": 1.0, "high": 4.0, "log": True}, "optim.lr": {"low": 0.001, "high": 0.01}}
@@ -175,22 +173,6 @@ def test_bad_protocol_input_exits_2_before_anything_trains(tmp_path, capsys, cha
 
 
 # ------------------------------------------------------------------ end to end
-
-
-@pytest.fixture
-def sealed_digits():
-    from bench.data import _load_source_cached
-    from bench.datasets.digits import digits
-
-    def loader(root=None, **params):
-        source = digits(root, **params)
-        source.test = SealedSplit()
-        return source
-
-    DATASETS.register("digits_sealed_test")(loader)
-    yield "digits_sealed_test"
-    DATASETS._items.pop("digits_sealed_test", None)
-    _load_source_cached.cache_clear()
 
 
 def test_tuning_inside_a_suite_never_reads_the_test_split(tmp_path, sealed_digits, capsys):
