@@ -244,9 +244,19 @@ def drop_superseded(
     """``records`` without those a current plan supersedes: a record whose (row, column,
     seed) the plan now runs under another run key (the row's method, params or recipe
     changed, e.g. a new default reading) would otherwise be averaged with the new one.
-    Cells the plan does not name (seeds left out by ``--seeds``) are kept."""
-    return [
-        r
-        for r in records
-        if planned.get((r["row"], r["column"], r["seed"]), r["run_key"]) == r["run_key"]
-    ]
+    Cells the plan does not name (seeds left out by ``--seeds``) are kept. Rows and
+    columns the plan names take the plan's order (``planned`` is in table order), so
+    records written under an earlier order of the suite's entries sort as the suite
+    reads now."""
+    rows = list(dict.fromkeys(row for row, _, _ in planned))
+    columns = list(dict.fromkeys(column for _, column, _ in planned))
+    kept = []
+    for r in records:
+        if planned.get((r["row"], r["column"], r["seed"]), r["run_key"]) != r["run_key"]:
+            continue
+        if r["row"] in rows:
+            r = {**r, "row_order": rows.index(r["row"])}
+        if r["column"] in columns:
+            r = {**r, "column_order": columns.index(r["column"])}
+        kept.append(r)
+    return kept
