@@ -269,7 +269,7 @@ AFTER_VERDICT = [
     "three CIFAR-10 settings where Vanilla KD is 11-14 points below Supervised (from scratch, "
     "from a pretrained backbone, with heterogeneous teachers), by the same validation-only "
     "rule, for the one option on which `default` and `paper-literal` differ "
-    "(`inter_normalize`); its section \"The reproduction study's defaults, re-read here\" "
+    '(`inter_normalize`); its section "The reproduction study\'s defaults, re-read here" '
     "gives the paired validation difference per setting. Measured on 2026-12-06 (5 seeds): "
     "the printed reading (rows not normalised) wins on validation in all three, by 2.4-3.2 "
     "points (more than 2 s.e.), while on digits the default wins by 1.0. By the rule the "
