@@ -185,7 +185,7 @@ def answer(study: Study, candidate: str, baseline: str, columns: list[str]) -> l
             tally["beats" if e["ci_low"] > 0 else "below" if e["ci_high"] < 0 else "none"] += 1
         lines.append(
             f"- **{column}** ({kind}: Supervised {room:+.1f} points over {baseline}): "
-            f"{judgement(e, candidate, baseline)}."
+            f"{judgement(e, candidate, baseline)}." + tuning_caution(study, baseline, column)
         )
     n = sum(tally.values())
     head = (
@@ -195,6 +195,22 @@ def answer(study: Study, candidate: str, baseline: str, columns: list[str]) -> l
         f"split, paired by seed (95 % t intervals):"
     )
     return [head, "", *lines]
+
+
+def tuning_caution(study: Study, baseline: str, column: str) -> str:
+    """A warning where tuning made the baseline worse on test than its untuned row at the
+    suite's recipe (CI above 0): the budget's trials selected on validation noise."""
+    untuned = study.suite.reference
+    if untuned == baseline:
+        return ""
+    e = study.effect(untuned, baseline, column, "test_acc")
+    if e is None or pd.isna(e["ci_low"]) or e["ci_low"] <= 0:
+        return ""
+    return (
+        f" Caution: tuning lowered {untuned} here ({untuned} - {baseline} = "
+        f"{effect_text(e, mde=False)} test points): the budget's short trials chose on "
+        f"validation noise, so read this line beside the as-published one below."
+    )
 
 
 def as_published(study: Study, columns: list[str]) -> list[str]:
