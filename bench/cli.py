@@ -382,9 +382,11 @@ def cmd_table(args) -> int:
             planned = None
             if args.suite is not None:
                 from bench.config import load_suite
-                from bench.plan import expand, planned_cells
+                from bench.plan import expand, finished_studies, plan_studies, planned_cells
 
-                planned = planned_cells(expand(load_suite(args.suite)))
+                suite = load_suite(args.suite)  # tuned rows: their finished studies' points
+                tuned = finished_studies(plan_studies(suite), Path(args.source).parent)
+                planned = planned_cells(expand(suite, tuned=tuned))
             text = report.render_table(
                 args.source,
                 planned=planned,

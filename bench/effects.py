@@ -108,6 +108,21 @@ def paired_effect(
     )
 
 
+def paired_power(effect_size: float, n: int, *, alpha: float = 0.05) -> float:
+    """Power of a two-sided paired t-test with ``n`` pairs at standardised effect
+    ``effect_size`` (statsmodels' TTestPower; where it gives NaN, as scipy's noncentral t
+    does far in a tail for large effects, the two tails from ``nct.sf``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(_TTEST.power(effect_size=effect_size, nobs=n, alpha=alpha,
+                               alternative="two-sided"))  # fmt: skip
+    if math.isfinite(p):
+        return p
+    df, nc = n - 1, effect_size * math.sqrt(n)
+    crit = _st.t.ppf(1 - alpha / 2, df)
+    return float(_st.nct.sf(crit, df, nc) + _st.nct.sf(crit, df, -nc))
+
+
 def seeds_needed(
     sd: float | None, delta: float, *, alpha: float = 0.05, power: float = 0.8
 ) -> int | None:
@@ -126,7 +141,7 @@ def seeds_needed(
     es = delta / sd
 
     def reaches(n: int) -> bool:
-        return _TTEST.power(effect_size=es, nobs=n, alpha=alpha, alternative="two-sided") >= power
+        return paired_power(es, n, alpha=alpha) >= power
 
     with warnings.catch_warnings():  # huge effects: the solver may not converge (nan)
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -226,3 +226,20 @@ def test_bench_power(suite_dir: Path, capsys):
 def test_power_delta_must_be_positive(suite_dir: Path, capsys, delta: str):
     assert main(["power", str(suite_dir), f"--delta={delta}"]) == 2
     assert "--delta must be > 0" in capsys.readouterr().err
+
+
+def test_seeds_needed_for_a_large_effect_where_statsmodels_gives_nan():
+    """sd 0.15, delta 1 (dz = 6.67): statsmodels' power is NaN for n = 3..5 (scipy's
+    noncentral t far in its tail); by hand, n = 2 reaches 0.54 and n = 3 0.9986, so 3."""
+    from scipy import stats
+
+    from bench.effects import paired_power, seeds_needed
+
+    def by_hand(n):
+        crit = stats.t.ppf(0.975, n - 1)
+        nc = (1 / 0.15) * n**0.5
+        return stats.nct.sf(crit, n - 1, nc) + stats.nct.sf(crit, n - 1, -nc)
+
+    assert paired_power(1 / 0.15, 2) == pytest.approx(by_hand(2), abs=1e-6) and by_hand(2) < 0.8
+    assert paired_power(1 / 0.15, 3) == pytest.approx(by_hand(3), abs=1e-6) and by_hand(3) >= 0.8
+    assert seeds_needed(0.15, 1.0) == 3

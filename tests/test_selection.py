@@ -66,8 +66,9 @@ def test_best_val_without_curve_falls_back_to_the_runner_number():
     with pytest.raises(MissingTestCurve, match="CKA / digits / seed 0") as err:
         select_test_acc(rec, "best-test")
     assert isinstance(err.value, ValueError)
+    no_val = [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}]  # trained, no val split
     with pytest.raises(SelectionUnavailable, match="no validation history"):
-        select_test_acc(record(hist=[]), "best-val")
+        select_test_acc(record(hist=no_val), "best-val")
     with pytest.raises(ValueError, match="unknown selection"):
         select_test_acc(rec, "best")
 
@@ -142,3 +143,12 @@ def test_best_test_without_curves_exits_2_and_writes_nothing(tmp_path: Path, cap
     assert err.endswith("set record_test_curve: true and re-run")
     assert not out.exists()
     assert main(["power", str(root), "--delta", "1", "--select", "best-test"]) == 2
+
+
+def test_a_row_that_trains_nothing_reports_its_one_number_under_every_protocol():
+    """Teacher and Ensemble rows have no epochs: nothing to select, no curve needed."""
+    from bench.report.selection import PROTOCOLS, select_test_acc
+
+    record = {"row": "Ensemble", "column": "c", "seed": 0, "status": "finished",
+              "metrics": {"test_acc": 0.52}, "history": []}  # fmt: skip
+    assert [select_test_acc(record, p) for p in PROTOCOLS] == [0.52, 0.52, 0.52]

@@ -80,7 +80,7 @@ def select_test_acc(record: dict[str, Any], protocol: str) -> float:
     :class:`SelectionUnavailable` for ``best-val`` without a validation history."""
     _check(protocol)
     metrics = record.get("metrics") or {}
-    if protocol == "last":
+    if protocol == "last" or not _entries(record):  # a row that trains nothing: no epochs
         acc = _number(metrics.get("test_acc"))
         return math.nan if acc is None else acc
     if protocol == "best-test":
