@@ -480,7 +480,7 @@ def cmd_tune(args) -> int:
     from bench.progress import set_enabled as set_progress
     from bench.runtime import configure_threads
     from bench.tune import tune
-    from bench.tune_config import load_tune
+    from bench.tune_check import load_tune
 
     if args.study is not None:
         try:

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from bench.errors import BenchError
 from bench.registry import Registry
-
-if TYPE_CHECKING:
-    from bench.weights import LoadReport
+from bench.weights import LoadReport, read_state, report_for
 
 MODELS = Registry("model")
 
@@ -149,8 +147,6 @@ def load_pretrained(model: Classifier, path: str, arch: str = "the model") -> Lo
     ``model`` and say how it fitted (:mod:`bench.weights`): head tensors of another
     shape (another class count) and a stem of another shape (the small-input 3x3 stem)
     are skipped and named; a file that fits less than the backbone is refused."""
-    from bench.weights import read_state, report_for
-
     try:
         state = read_state(path)
     except BenchError as exc:
@@ -163,20 +159,6 @@ def load_pretrained(model: Classifier, path: str, arch: str = "the model") -> Lo
         own[target] = state[name]
     model.load_state_dict(own)
     return report
-
-
-def _torchvision_names(model: Classifier) -> dict[str, str]:
-    """Map torchvision ResNet names (``layer1.0.conv1.weight``) to ours (``backbone.4...``)."""
-    order = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-    out = {}
-    for name in model.state_dict():
-        if name.startswith("backbone."):
-            idx, _, rest = name[len("backbone.") :].partition(".")
-            if idx.isdigit() and int(idx) < len(order):
-                out[f"{order[int(idx)]}.{rest}".rstrip(".")] = name
-        else:
-            out[name] = name
-    return out
 
 
 def build_model(
@@ -209,3 +191,17 @@ def build_model_reported(
     if pretrained:
         report = load_pretrained(model, pretrained, arch)
     return model, report
+
+
+def check_fit(arch: str, params: dict, path: str) -> LoadReport:
+    """Read ``path`` and fit it against ``arch`` built on the meta device (no memory,
+    no init; the class count and input size only change the head and the stem, which
+    may differ anyway); :class:`BenchError` naming the file and the counts when it fits
+    less than the backbone (:mod:`bench.weights`)."""
+    state = read_state(path)
+    with torch.device("meta"):
+        model = MODELS.get(arch)(num_classes=2, **params)
+    report = report_for(model, path, state)
+    if not report.fits:
+        raise BenchError(report.refusal(arch))
+    return report

@@ -117,10 +117,11 @@ def check_checkpoint(
 ) -> None:
     """A ``pretrained:`` file exists, loads as a state dict of tensors
     (``weights_only=True``) and, given the ``arch`` (and ``params``) it initialises,
-    fills that model's backbone (:func:`bench.weights.check_fit`: the head and the stem
+    fills that model's backbone (:func:`bench.models.check_fit`: the head and the stem
     may differ; fewer backbone tensors are refused with the counts)."""
     from bench.errors import BenchError
-    from bench.weights import check_fit, read_state
+    from bench.models import check_fit
+    from bench.weights import read_state
 
     try:
         if arch is None:

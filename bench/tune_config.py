@@ -25,8 +25,6 @@ Errors are one :class:`ConfigError` line naming the file and the dotted key, lik
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
@@ -45,13 +43,10 @@ from bench.config import (
     Strict,
     SuiteConfig,
     TeacherConfig,
-    apply_override,
-    format_validation_error,
-    read_yaml,
 )
 from bench.errors import ConfigError
 
-__all__ = ["ParamSpace", "PrunerConfig", "TuneConfig", "load_tune", "trial_suite"]
+__all__ = ["ParamSpace", "PrunerConfig", "TuneConfig", "check_space", "trial_suite"]
 
 
 class TuneBase(Strict):
@@ -186,68 +181,3 @@ def check_space(
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     return "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-
-
-def check_tune(cfg: TuneConfig, source: str) -> None:
-    """What pydantic cannot see: names, params of the method, a validation split."""
-    from bench.plan import expand
-    from bench.preflight import check_suite
-    from methods import METHODS
-
-    base = cfg.base
-    if base.dataset.val_fraction <= 0:
-        raise ConfigError(
-            f"{source}: base.dataset.val_fraction: tuning needs a validation split (> 0)"
-        )
-    if base.method.grid:
-        raise ConfigError(f"{source}: base.method.grid: not used by tune; search with space")
-    if base.method.name not in METHODS:
-        known = ", ".join(METHODS.names())
-        raise ConfigError(
-            f"{source}: base.method.name: unknown method {base.method.name!r} (known: {known})"
-        )
-    cls = METHODS.get(base.method.name)
-    if not cls.trains:
-        raise ConfigError(
-            f"{source}: base.method.name: {base.method.name!r} trains nothing; nothing to tune"
-        )
-    check_space(
-        base.method.name, base.method.params, cfg.space, cls.Params, f"{source}: space",
-        fixed_where="base.method.params",
-    )  # fmt: skip
-    for i, point in enumerate(cfg.enqueue):
-        for key in point:
-            if key not in cfg.space:
-                raise ConfigError(f"{source}: enqueue.{i}.{key}: not a key of space")
-        try:
-            own = {k: v for k, v in point.items() if not k.startswith("optim.")}
-            cls.Params.model_validate({**base.method.params, **own})
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, source, f"enqueue.{i}")) from None
-    # names (dataset, models, local files) and the run plan, through the suite machinery
-    point = {key: space.extremes()[0] for key, space in cfg.space.items()}
-    try:
-        suite = trial_suite(cfg, point)
-        expand(suite)
-        check_suite(suite)  # typed dataset/model params, data layout, checkpoints
-    except ConfigError as exc:
-        msg = str(exc)
-        for old, new in (("datasets.0", "dataset"), ("methods.0", "method")):
-            if msg.startswith(old):
-                msg = new + msg[len(old) :]
-        raise ConfigError(f"{source}: base.{msg}") from None
-
-
-def load_tune(path: str | Path, overrides: list[str] | None = None) -> TuneConfig:
-    """Load, override (dotted ``--set``) and validate a tune file."""
-    path = Path(path)
-    data = copy.deepcopy(read_yaml(path))
-    data.setdefault("name", path.stem)
-    for assignment in overrides or []:
-        apply_override(data, assignment)
-    try:
-        cfg = TuneConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
-    check_tune(cfg, str(path))
-    return cfg

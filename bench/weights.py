@@ -20,7 +20,6 @@ the counts, before anything is trained.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -238,29 +237,19 @@ def _is_head(name: str) -> bool:
 
 def report_for(model: torch.nn.Module, path: str, state: Mapping[str, Any]) -> LoadReport:
     """:func:`fit_report` of ``state`` (read from ``path``) against ``model``."""
-    from bench.models import _torchvision_names
-
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    return fit_report(own, state, _torchvision_names(model), str(path), file_sha256(path))
+    return fit_report(own, state, torchvision_names(model), str(path), file_sha256(path))
 
 
-def check_fit(arch: str, params: dict[str, Any], path: str) -> LoadReport:
-    """Read ``path`` and fit it against ``arch`` built on the meta device (no memory,
-    no init; the class count and input size only change the head and the stem, which
-    may differ anyway); :class:`BenchError` naming the file and the counts when it fits
-    less than the backbone."""
-    from bench.models import MODELS
-
-    state = read_state(path)
-    with torch.device("meta"):
-        model = MODELS.get(arch)(num_classes=2, **params)
-    report = report_for(model, path, state)
-    if not report.fits:
-        raise BenchError(report.refusal(arch))
-    return report
-
-
-def announce(who: str, report: LoadReport) -> None:
-    """The one line a run or teacher prints of what it loaded (stderr: it reaches the
-    terminal from worker processes too)."""
-    print(f"{who} {report.line()}", file=sys.stderr, flush=True)
+def torchvision_names(model: torch.nn.Module) -> dict[str, str]:
+    """Map torchvision ResNet names (``layer1.0.conv1.weight``) to ours (``backbone.4...``)."""
+    order = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    out = {}
+    for name in model.state_dict():
+        if name.startswith("backbone."):
+            idx, _, rest = name[len("backbone.") :].partition(".")
+            if idx.isdigit() and int(idx) < len(order):
+                out[f"{order[int(idx)]}.{rest}".rstrip(".")] = name
+        else:
+            out[name] = name
+    return out

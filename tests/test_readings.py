@@ -175,7 +175,7 @@ def test_bad_reading_params_are_refused(params, match):
 
 
 def test_readings_are_searchable_by_bench_tune(tmp_path):
-    from bench.tune_config import load_tune
+    from bench.tune_check import load_tune
     from tests.conftest import ROOT
 
     text = (ROOT / "suites" / "tune_quick.yaml").read_text()

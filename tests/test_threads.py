@@ -126,7 +126,7 @@ def test_bench_tune_refuses_a_bad_thread_count(tmp_path, capsys):
 
 def test_tune_trials_carry_the_thread_count(tmp_path):
     from bench.tune import TuneJob
-    from bench.tune_config import load_tune
+    from bench.tune_check import load_tune
 
     cfg = load_tune(write_tune(tmp_path / "t.yaml", tune_dict()), [])
     job = TuneJob(cfg, "t", "sqlite://", tmp_path, "cpu", None, threads=1)
@@ -138,7 +138,7 @@ def test_a_study_runs_at_its_thread_count_and_gives_this_process_its_own_back(
 ):
     import bench.runner
     from bench.tune import tune
-    from bench.tune_config import load_tune
+    from bench.tune_check import load_tune
 
     seen = []
     execute = bench.runner.execute
