@@ -20,6 +20,7 @@ the counts, before anything is trained.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -253,3 +254,9 @@ def torchvision_names(model: torch.nn.Module) -> dict[str, str]:
         else:
             out[name] = name
     return out
+
+
+def announce(who: str, report: LoadReport) -> None:
+    """The one line a run or teacher prints of what it loaded (stderr: it reaches the
+    terminal from worker processes too)."""
+    print(f"{who} {report.line()}", file=sys.stderr, flush=True)
