@@ -42,8 +42,8 @@ from typing import Any
 
 import yaml
 
+import bench.tracking.sender as sender
 from bench.atomic import read_json
-from bench.tracking import sender
 from bench.tracking.client import (
     MAX_TAG_VALUE,
     client,
