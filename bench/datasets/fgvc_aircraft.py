@@ -11,13 +11,11 @@ from bench.datasets.base import Listing, SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
-    limit_per_class,
     listing_labels,
     resolve_root,
-    source,
 )
 from bench.datasets.errors import DatasetError
-from bench.datasets.memory import file_images
+from bench.datasets.memory import listed_source
 from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
@@ -55,18 +53,17 @@ def fgvc_aircraft(
     name = "fgvc_aircraft"
     load_size = check_sizes(name, image_size, load_size, channels)
     listing = list_files(root, annotation_level, train_split)
-    splits = []
-    for split, pairs, limit in (
-        ("train", listing.train, train_per_class),
-        ("test", listing.test, test_per_class),
-    ):
-        labels = [y for _, y in pairs]
-        keep = limit_per_class(labels, limit, split_seed, name)
-        files, labels = [pairs[k][0] for k in keep], [labels[k] for k in keep]
-        splits.append(
-            file_images(name, split, files, labels, load_size, channels, skip_corrupt, in_memory)
-        )
-    return source(splits[0], splits[1], listing.class_names, channels, image_size, load_size)
+    return listed_source(
+        listing,
+        load_size=load_size,
+        channels=channels,
+        image_size=image_size,
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        split_seed=split_seed,
+        skip_corrupt=skip_corrupt,
+        in_memory=in_memory,
+    )
 
 
 def list_files(

@@ -19,8 +19,9 @@ from PIL import Image
 
 import bench.datasets.decode as decode
 from bench.atomic import atomic_torch_save, atomic_write
-from bench.datasets.base import FileImages, LabelledImages, TensorImages
+from bench.datasets.base import FileImages, LabelledImages, Listing, SourceData, TensorImages
 from bench.datasets.cache import cache_dir
+from bench.datasets.common import limit_per_class, source
 from bench.datasets.errors import DatasetError
 from bench.datasets.mapped import MappedImages, open_mapped, write_npy_stream
 from bench.progress import bar
@@ -231,3 +232,33 @@ def _verifies(path: str) -> bool:
 def _warn_skipped(name: str, split: str, skipped: int, total: int) -> None:
     if skipped:
         log.warning("%s %s: skipped %d unreadable image(s) of %d", name, split, skipped, total)
+
+
+def listed_source(
+    listing: Listing,
+    *,
+    load_size: int,
+    channels: int,
+    image_size: int,
+    train_per_class: int | None,
+    test_per_class: int | None,
+    split_seed: int,
+    skip_corrupt: bool,
+    in_memory: bool | None,
+) -> SourceData:
+    """A split-list dataset (:class:`Listing`) as train and test images: each split's
+    first ``*_per_class`` files per class after a seeded shuffle (:func:`limit_per_class`),
+    then :func:`file_images`; the classes are the listing's."""
+    splits = []
+    for split, pairs, limit in (
+        ("train", listing.train, train_per_class),
+        ("test", listing.test, test_per_class),
+    ):
+        labels = [y for _, y in pairs]
+        keep = limit_per_class(labels, limit, split_seed, listing.name)
+        files, labels = [pairs[k][0] for k in keep], [labels[k] for k in keep]
+        images = file_images(
+            listing.name, split, files, labels, load_size, channels, skip_corrupt, in_memory
+        )
+        splits.append(images)
+    return source(splits[0], splits[1], listing.class_names, channels, image_size, load_size)

@@ -13,13 +13,11 @@ from bench.datasets.base import Listing, SourceData
 from bench.datasets.common import (
     check_sizes,
     layout_error,
-    limit_per_class,
     listing_labels,
     resolve_root,
-    source,
 )
 from bench.datasets.errors import DatasetError
-from bench.datasets.memory import file_images
+from bench.datasets.memory import listed_source
 from bench.datasets.params import Channels, PerClass, Size
 from bench.datasets.registry import DATASETS
 
@@ -48,18 +46,17 @@ def stanford_dogs(
     Classes in label order, named by their folder without the wnid."""
     load_size = check_sizes(NAME, image_size, load_size, channels)
     listing = list_files(root)
-    splits = []
-    for split, pairs, limit in (
-        ("train", listing.train, train_per_class),
-        ("test", listing.test, test_per_class),
-    ):
-        labels = [y for _, y in pairs]
-        keep = limit_per_class(labels, limit, split_seed, NAME)
-        files, labs = [pairs[k][0] for k in keep], [labels[k] for k in keep]
-        splits.append(
-            file_images(NAME, split, files, labs, load_size, channels, skip_corrupt, in_memory)
-        )
-    return source(splits[0], splits[1], listing.class_names, channels, image_size, load_size)
+    return listed_source(
+        listing,
+        load_size=load_size,
+        channels=channels,
+        image_size=image_size,
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        split_seed=split_seed,
+        skip_corrupt=skip_corrupt,
+        in_memory=in_memory,
+    )
 
 
 def list_files(root=None, **_) -> Listing:
