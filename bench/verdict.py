@@ -13,8 +13,8 @@ above the tuned baseline; a column without it is a ceiling control.
 
 from __future__ import annotations
 
+import functools
 import math
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +26,15 @@ from bench.atomic import atomic_write_text
 from bench.config import SuiteConfig, load_suite
 from bench.effects import effects_frame, power_frame
 from bench.plan import dose_points, expand, finished_studies, plan_studies, planned_cells
+from bench.plots import slug
 from bench.protocol import StudyPlan, format_point, read_best
 from bench.report import drop_superseded, read_records, results_frame
-from bench.report.dose import dose_frame, write_dose_plots
+from bench.report.dose import SPLITS, dose_frame, write_dose_plots
 from bench.report.selection import protocols_frame
+from bench.reproduction import MIN_GAIN, wins
 
 HEADROOM = 8.0  # points between Supervised and the tuned baseline for a "headroom" setting
 DELTA = 1.0  # the difference whose seeds the power table counts
-READING_GAIN = 0.5  # the reproduction study's rule: > 0.5 points and > 1 s.e. on val
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,40 @@ class Study:
         return (float(v.mean()) if len(v) else math.nan,
                 float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v))  # fmt: skip
 
+    @functools.cached_property
+    def effects(self) -> dict[tuple[str, str], pd.DataFrame]:
+        """Every row against a baseline on a metric (:func:`effects_frame`), by
+        ``(baseline, metric)``, computed once each."""
+        return _Missing(lambda key: effects_frame(self.df, key[0], metric=key[1]))
+
     def effect(self, row: str, baseline: str, column: str, metric: str) -> pd.Series | None:
         if baseline not in set(self.df["row"]) or row not in set(self.df["row"]):
             return None
-        eff = effects_frame(self.df, baseline, metric=metric)
+        eff = self.effects[(baseline, metric)]
         sel = eff[(eff["row"] == row) & (eff["column"] == column)]
         return None if sel.empty else sel.iloc[0]
+
+    @functools.cached_property
+    def power(self) -> dict[str, pd.DataFrame]:
+        """Seeds for :data:`DELTA` points against a baseline (:func:`power_frame`), by
+        baseline, computed once each."""
+        return _Missing(lambda baseline: power_frame(self.df, baseline, delta=DELTA))
+
+    @functools.cached_property
+    def protocols(self) -> pd.DataFrame:
+        return protocols_frame(self.records)
+
+
+class _Missing(dict):
+    """A dict that computes a missing key once with ``make``."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        self[key] = value = self.make(key)
+        return value
 
 
 # --------------------------------------------------------------------- formatting
@@ -288,7 +317,9 @@ def dose_section(study: Study, column: str, reference: str, assets: Path, link: 
     lines = []
     terms = [term for _, term in study.doses]
     for (entry, term), points in study.doses.items():
-        frame = dose_frame(study.df, points, reference)
+        frame = dose_frame(
+            {split: study.effects[(reference, metric)] for split, metric in SPLITS.items()}, points
+        )
         sub = frame[(frame["column"] == column)]
         if sub.empty:
             continue
@@ -298,7 +329,7 @@ def dose_section(study: Study, column: str, reference: str, assets: Path, link: 
             at = sub[sub["value"] == value]
             cells = [effect_text(_first(at[at["split"] == s]), mde=False) for s in ("val", "test")]
             rows.append([f"{value:g}", *cells])
-        png = f"dose_{_slug(name)}_{_slug(column)}.png"
+        png = f"dose_{slug(name)}_{slug(column)}.png"
         lines += [f"**{term}** (0 = the term off; Δ vs {reference}, points, 95 % CI):", ""]
         lines += _table([term, "Δ val", "Δ test"], rows)
         if (assets / png).is_file():
@@ -311,14 +342,8 @@ def _first(frame: pd.DataFrame) -> pd.Series | None:
     return None if frame.empty else frame.iloc[0]
 
 
-def _slug(text: str) -> str:
-    from bench.plots import slug
-
-    return slug(text)
-
-
 def protocols_section(study: Study, column: str, rows: Sequence[str]) -> list[str]:
-    frame = protocols_frame(study.records)
+    frame = study.protocols
     sub = frame[(frame["column"] == column) & (frame["row"].isin(rows))]
     out = []
     for _, r in sub.iterrows():
@@ -331,7 +356,7 @@ def protocols_section(study: Study, column: str, rows: Sequence[str]) -> list[st
 
 
 def power_section(study: Study, column: str, baseline: str, rows: Sequence[str]) -> list[str]:
-    frame = power_frame(study.df, baseline, delta=DELTA)
+    frame = study.power[baseline]
     sub = frame[(frame["column"] == column) & (frame["row"].isin(rows))]
     out = []
     for _, r in sub.iterrows():
@@ -355,13 +380,11 @@ def readings_lines(study: Study, columns: list[str], headroom_cols: list[str]) -
         if e is None or pd.isna(e["mean"]) or e["n"] < 2:
             continue
         se = e["sd"] / math.sqrt(e["n"])
-        wins = e["mean"] > READING_GAIN and e["mean"] > se
-        loses = -e["mean"] > READING_GAIN and -e["mean"] > se
         verdict = (
             "the default reading wins on val"
-            if wins
+            if wins(e["mean"], se)
             else "the paper-literal reading wins on val"
-            if loses
+            if wins(-e["mean"], se)
             else "within the rule's noise (keep the printed reading unless the other wins)"
         )
         tag = "" if column in headroom_cols else " (ceiling control)"
@@ -378,19 +401,14 @@ def render(
     candidate: str,
     baseline: str,
     command: str,
-    assets: Path | None = None,
+    assets: Path,
     link: str = "verdict",
 ) -> str:
     """The page as Markdown; the dose plots are written into ``assets`` (linked as
     ``link/<file>``)."""
     reference = study.suite.reference
     columns = study.columns
-    if assets is not None:
-        write_dose_plots(study.df, study.doses, reference, assets)
-        for png in Path(study.suite_dir).glob("dose_*.png"):
-            if not (assets / png.name).is_file():
-                shutil.copyfile(png, assets / png.name)
-    assets = assets or study.suite_dir
+    write_dose_plots(study.df, study.doses, reference, assets)
     room = [c for c in columns if headroom(study, c, baseline) >= HEADROOM]
     seeds = sorted(set(study.df["seed"]))
     key_rows = [r for r in study.rows() if r in {
@@ -448,7 +466,7 @@ def render(
         "",
         "`docs/reproduction.md` chose the default reading on digits, where nine of its ten "
         "options were within noise. The same validation-only rule (win by more than "
-        f"{READING_GAIN} points and by more than one standard error of the paired per-seed "
+        f"{MIN_GAIN} points and by more than one standard error of the paired per-seed "
         "differences) on these settings:",
         "",
         *readings_lines(study, columns, room),

@@ -19,14 +19,18 @@ from bench.effects import effects_frame
 SPLITS = {"val": "val_acc", "test": "test_acc"}
 
 
-def dose_frame(df: pd.DataFrame, points: Mapping[float, str], reference: str) -> pd.DataFrame:
-    """One line per (column, value, split): the mean paired difference to ``reference``
+def split_effects(df: pd.DataFrame, reference: str) -> dict[str, pd.DataFrame]:
+    """Every row against ``reference`` on each split (:func:`effects_frame`); raises
+    ValueError when ``reference`` is not a row of ``df``."""
+    return {split: effects_frame(df, reference, metric=m) for split, m in SPLITS.items()}
+
+
+def dose_frame(effects: Mapping[str, pd.DataFrame], points: Mapping[float, str]) -> pd.DataFrame:
+    """One line per (column, value, split): the mean paired difference to the reference
     in points with its 95 % CI and n (columns column, value, split, row, n, mean,
-    ci_low, ci_high). ``df``: the tidy results frame; raises ValueError when
-    ``reference`` is not a row of it."""
+    ci_low, ci_high), from :func:`split_effects`."""
     parts = []
-    for split, metric in SPLITS.items():
-        eff = effects_frame(df, reference, metric=metric)
+    for split, eff in effects.items():
         for value, row in points.items():
             sel = eff[eff["row"] == row]
             parts.append(sel.assign(value=float(value), split=split))
@@ -80,10 +84,11 @@ def write_dose_plots(
     if not doses or df.empty or reference not in set(df["row"]):
         return []
     out_dir = Path(out_dir)
+    effects = split_effects(df, reference)
     written, frames = [], []
     terms = [term for _, term in doses]
     for (entry, term), points in doses.items():
-        frame = dose_frame(df, points, reference).assign(term=term, entry=entry)
+        frame = dose_frame(effects, points).assign(term=term, entry=entry)
         frames.append(frame)
         name = term if terms.count(term) == 1 else f"{term}-{entry}"
         for column in frame["column"].unique():
