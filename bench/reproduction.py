@@ -272,13 +272,14 @@ AFTER_VERDICT = [
     '(`inter_normalize`); its section "The reproduction study\'s defaults, re-read here" '
     "gives the paired validation difference per setting. Measured on 2026-12-06 (5 seeds): "
     "the printed reading (rows not normalised) wins on validation in all three, by 2.4-3.2 "
-    "points (more than 2 s.e.), while on digits the default wins by 1.0. By the rule the "
-    "printed value is therefore the default on the settings with headroom. It is not shipped "
-    "yet: with it `L_inter` is constant (zero gradient, see above), so the default CKA row "
-    "would be the paper-literal row's run, which the planner does not yet show as two rows "
-    "of one run. The dose-response there says the same thing from the other side: "
-    "with `lambda_inter` at 0 or 0.25 CKA is within about a point of Vanilla KD, at 4 and 16 "
-    "it loses 14-26 points.",
+    "points (more than 2 s.e.), while on digits the default wins by 1.0. The rule never picks "
+    "a reading that makes a term constant, and the printed one does (`L_inter` has zero "
+    "gradient, see above), so the default stays: the evidence is not about how Eq. 5 reads "
+    "but about `L_inter` itself, which costs 2.4-3.2 validation points wherever there is room "
+    "to lose them. Its weight is where that shows: with `lambda_inter` at 0 or 0.25 CKA is "
+    "within about a point of Vanilla KD, at 4 and 16 it loses 14-26 points (the "
+    "dose-response in `docs/verdict.md`). The paper-literal row keeps its own line in both "
+    "studies.",
 ]
 
 

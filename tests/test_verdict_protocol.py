@@ -342,3 +342,28 @@ def test_verdict_page_from_a_finished_study(tmp_path, capsys):
                  "--candidate", "DKD"])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and "row 'DKD' has no finished runs" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("mean", "sd", "expected"),
+    [
+        (+2.0, 0.5, "the default reading wins on val; the default stays"),
+        (-2.4, 1.5, "the paper-literal reading wins on val, but it makes L_inter"),
+        (-0.3, 0.5, "within the rule's noise: the default stays"),
+        (-2.4, 8.0, "within the rule's noise: the default stays"),  # 2.4 < s.e. 8/sqrt(4)=4
+    ],
+)
+def test_readings_rule_never_picks_a_reading_that_makes_a_term_constant(mean, sd, expected):
+    """The re-read default follows the reproduction rule whole: win by > 0.5 points and > 1
+    s.e. on val, and a win of the printed reading that makes L_inter constant (pi = I)
+    keeps the default."""
+    from bench.verdict import readings_lines
+
+    class Stub:
+        def effect(self, row, reference, column, metric):
+            assert (row, reference, metric) == ("CKA", "CKA (paper-literal)", "val_acc")
+            return {"mean": mean, "sd": sd, "n": 4}
+
+    (line,) = readings_lines(Stub(), ["scratch"], ["scratch"])
+    assert f"= {mean:+.2f} val points (s.e. {sd / 2:.2f})" in line
+    assert expected in line
