@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.errors import BenchError, StorageError
+from bench.core.errors import BenchError, StorageError
 
 
 def _add_run(sub) -> None:
@@ -274,10 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from bench.config import load_suite
-    from bench.errors import ConfigError
-    from bench.plan import expand
-    from bench.preflight import check_suite
+    from bench.core.config import load_suite
+    from bench.core.errors import ConfigError
+    from bench.experiment.plan import expand
+    from bench.experiment.preflight import check_suite
 
     suite = load_suite(args.suite, args.overrides)
     results = args.results.resolve()
@@ -290,14 +290,14 @@ def cmd_run(args) -> int:
         raise BenchError(f"--workers: must be at least 1, got {args.workers}")
     if args.gpus_per_run is not None and not 0 < args.gpus_per_run <= 1:
         raise BenchError(f"--gpus-per-run: must be in (0, 1], got {args.gpus_per_run}")
-    from bench.runtime import resolve_threads
+    from bench.engine.runtime import resolve_threads
 
     resolve_threads(args.threads, suite.threads)  # a bad count fails before anything runs
     if args.dry_run:  # the plan's modules only: no model is built, nothing trained
-        from bench.dryrun import describe_plan
-        from bench.plan import finished_studies, plan_studies
-        from bench.store import RunStore
-        from bench.studies import describe_studies
+        from bench.core.store import RunStore
+        from bench.experiment.dryrun import describe_plan
+        from bench.experiment.plan import finished_studies, plan_studies
+        from bench.tune.suite_studies import describe_studies
 
         studies = plan_studies(suite)
         runs = expand(suite, args.seeds, tuned=finished_studies(studies, results))
@@ -306,17 +306,17 @@ def cmd_run(args) -> int:
         for line in describe_studies(studies, results):
             print(line)
     if args.estimate:
-        from bench.estimate import estimate_suite
-        from bench.runtime import configure_threads
+        from bench.engine.runtime import configure_threads
+        from bench.experiment.estimate import estimate_suite
 
         configure_threads()
         print(estimate_suite(suite, results, args.device, args.seeds).describe())
     if args.dry_run:
         return 0
-    from bench.progress import enabled as progress_enabled
-    from bench.progress import set_enabled as set_progress
-    from bench.runtime import configure_threads
-    from bench.suite import run_suite
+    from bench.core.progress import enabled as progress_enabled
+    from bench.core.progress import set_enabled as set_progress
+    from bench.engine.runtime import configure_threads
+    from bench.launch.suite import run_suite
 
     configure_threads()
     set_progress(not args.no_progress)
@@ -351,9 +351,9 @@ def tracking_uri(results: Path, args) -> str:
 
 
 def cmd_ls(args) -> int:
-    from bench.datasets import DATASETS
-    from bench.models import MODELS
-    from methods import METHODS
+    from bench.core.models import MODELS
+    from bench.data.datasets import DATASETS
+    from bench.experiment.plugins import METHODS
 
     for title, reg in [("methods", METHODS), ("datasets", DATASETS), ("models", MODELS)]:
         print(f"{title}:")
@@ -381,8 +381,13 @@ def cmd_table(args) -> int:
         else:
             planned = None
             if args.suite is not None:
-                from bench.config import load_suite
-                from bench.plan import expand, finished_studies, plan_studies, planned_cells
+                from bench.core.config import load_suite
+                from bench.experiment.plan import (
+                    expand,
+                    finished_studies,
+                    plan_studies,
+                    planned_cells,
+                )
 
                 suite = load_suite(args.suite)  # tuned rows: their finished studies' points
                 tuned = finished_studies(plan_studies(suite), Path(args.source).parent)
@@ -474,13 +479,13 @@ def _mlflow_table(args, report) -> str:
 
 
 def cmd_tune(args) -> int:
-    from bench.config import safe_name
-    from bench.preflight import check_tracking, check_writable
-    from bench.progress import enabled as progress_enabled
-    from bench.progress import set_enabled as set_progress
-    from bench.runtime import configure_threads
-    from bench.tune import tune
-    from bench.tune_check import load_tune
+    from bench.core.config import safe_name
+    from bench.core.progress import enabled as progress_enabled
+    from bench.core.progress import set_enabled as set_progress
+    from bench.engine.runtime import configure_threads
+    from bench.experiment.preflight import check_tracking, check_writable
+    from bench.tune.check import load_tune
+    from bench.tune.run import tune
 
     if args.study is not None:
         try:
@@ -493,7 +498,7 @@ def cmd_tune(args) -> int:
     if not args.no_mlflow:
         check_tracking(tracking_uri(results, args))
     if args.dry_run:
-        from bench.tune import describe
+        from bench.tune.run import describe
 
         print(describe(cfg, args.results, args.study, args.storage))
         return 0
@@ -502,7 +507,7 @@ def cmd_tune(args) -> int:
     if args.workers < 1:
         raise BenchError("--workers: must be at least 1")
     if args.threads is not None:
-        from bench.runtime import check_threads
+        from bench.engine.runtime import check_threads
 
         check_threads(args.threads, "--threads")
     configure_threads()
@@ -536,7 +541,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_readings(args) -> int:
-    from bench import reproduction
+    from bench.studies.cka import reproduction
 
     keys = reproduction.plan_keys(args.suite) if args.suite is not None else None
     try:
@@ -550,7 +555,7 @@ def cmd_readings(args) -> int:
 
 
 def cmd_verdict(args) -> int:
-    from bench import verdict
+    from bench.studies.cka import verdict
 
     if not args.source.is_dir():
         raise BenchError(f"verdict: {args.source}: no such results directory")
@@ -567,7 +572,7 @@ def cmd_verdict(args) -> int:
 def cmd_data(args) -> int:
     import yaml
 
-    from bench.datacheck import check_data
+    from bench.data.check import check_data
 
     params = {}
     for item in args.params:
@@ -601,8 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (BenchError, KeyError, ValueError, OSError) as exc:
-        from bench.datasets import DatasetError
-        from bench.registry import UnknownNameError
+        from bench.core.registry import UnknownNameError
+        from bench.data.datasets import DatasetError
 
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
             print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

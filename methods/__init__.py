@@ -1,7 +1,7 @@
 """Method plugins: one file per method, each registered by name with ``@register``.
 
 Importing this package imports every module in it, so adding a method is adding a file. The
-contract (``Method``, ``Batch``, ``MethodContext``, ``register``) is :mod:`bench.method`;
+contract (``Method``, ``Batch``, ``MethodContext``, ``register``) is :mod:`bench.core.method`;
 it is re-exported here for plugins.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from bench.method import METHODS, Batch, Method, MethodContext, NoParams, register
+from bench.core.method import METHODS, Batch, Method, MethodContext, NoParams, register
 
 _NOT_PLUGINS = {"losses", "common_space", "amalgamation"}
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from bench.method import Batch, Method, MethodContext
+from bench.core.method import Batch, Method, MethodContext
 from methods.common_space import build_common_space, common_space_terms
 from methods.losses import inter_contrast, intra_contrast, soft_target_kl
 from methods.readings import READINGS, expand_reading

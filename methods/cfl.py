@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bench.method import Batch, Method, MethodContext, register
+from bench.core.method import Batch, Method, MethodContext, register
 from methods.common_space import build_common_space, common_space_terms
 from methods.losses import soft_target_kl
 from methods.readings import PRESETS

@@ -5,7 +5,7 @@ to 0 or swap ``distance`` of ``L_inter`` among euclidean / cosine / mmd.
 
 from __future__ import annotations
 
-from bench.method import register
+from bench.core.method import register
 from methods.amalgamation import Amalgamation, AmalgamationParams
 
 

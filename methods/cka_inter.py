@@ -5,7 +5,7 @@ space. One view per image (no ``x2``).
 
 from __future__ import annotations
 
-from bench.method import register
+from bench.core.method import register
 from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
 
 

@@ -4,7 +4,7 @@ with ``l_inter = 0``; margin-based intra-model contrast (Eq. 3) on the ``mlp`` c
 
 from __future__ import annotations
 
-from bench.method import register
+from bench.core.method import register
 from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.method import Method, register
+from bench.core.method import Method, register
 
 
 @register("ensemble")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from bench.method import Batch, Method, MethodContext, register
+from bench.core.method import Batch, Method, MethodContext, register
 from methods.losses import soft_target_kl
 
 Weight = Annotated[float, Field(ge=0)]

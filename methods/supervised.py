@@ -3,8 +3,8 @@
 As a suite row (``supervised``): the student over the union labels, the only student row
 that sees labels (an upper reference, not an amalgamation method). Built by
 :meth:`Supervised.for_model`, the same loss trains one given model: a teacher on its
-task-local labels, a pretrain backbone on its dataset (``bench.teachers``,
-``bench.pretrain``).
+task-local labels, a pretrain backbone on its dataset (``bench.engine.teachers``,
+``bench.engine.pretrain``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.method import Batch, Method, MethodContext, NoParams, register
-from bench.models import Classifier
+from bench.core.method import Batch, Method, MethodContext, NoParams, register
+from bench.core.models import Classifier
 
 
 @register("supervised")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.method import Method, register
+from bench.core.method import Method, register
 
 
 class TeacherParams(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.method import Batch, Method, MethodContext, register
+from bench.core.method import Batch, Method, MethodContext, register
 from methods.losses import soft_target_kl
 
 

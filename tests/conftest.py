@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from bench.datasets import LabelledImages
+from bench.data.datasets import LabelledImages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,9 +61,9 @@ class SealedSplit(LabelledImages):
 
 @pytest.fixture
 def sealed_digits():
-    from bench.data import _load_source_cached
-    from bench.datasets import DATASETS
-    from bench.datasets.digits import digits
+    from bench.data.datasets import DATASETS
+    from bench.data.datasets.digits import digits
+    from bench.data.prepare import _load_source_cached
 
     def loader(root=None, **params):
         source = digits(root, **params)

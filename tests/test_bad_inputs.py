@@ -436,7 +436,7 @@ def test_pickle_in_pretrained_never_runs(tmp_path, capsys, monkeypatch):
 
 def test_yaml_limits_keep_ordinary_suites(tmp_path):
     """The limits refuse bombs, not real files: every shipped suite still reads."""
-    from bench.config import read_yaml
+    from bench.core.config import read_yaml
     from tests.conftest import ROOT
 
     for path in sorted((ROOT / "suites").glob("*.yaml")):

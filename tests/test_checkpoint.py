@@ -9,7 +9,7 @@ import random
 import numpy as np
 import torch
 
-from bench.checkpoint import Checkpoint, rng_state, set_rng_state
+from bench.engine.checkpoint import Checkpoint, rng_state, set_rng_state
 
 
 def test_rng_state_round_trip():

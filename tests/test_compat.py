@@ -1,11 +1,11 @@
-"""The guarded torchvision import (bench.compat)."""
+"""The guarded torchvision import (bench.core.compat)."""
 
 import builtins
 import sys
 
 import pytest
 
-from bench import compat
+from bench.core import compat
 
 
 def test_import_torchvision_gives_working_models():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.config import DatasetConfig
-from bench.data import iterate_batches, prepare, resolve_tasks, stratified_carve
-from bench.datasets import DATASETS, AugmentDefaults, TensorImages
-from bench.errors import ConfigError
-from bench.evaluate import per_task_accuracy, top1
-from bench.views import Views
+from bench.core.config import DatasetConfig
+from bench.core.errors import ConfigError
+from bench.data.datasets import DATASETS, AugmentDefaults, TensorImages
+from bench.data.prepare import iterate_batches, prepare, resolve_tasks, stratified_carve
+from bench.data.views import Views
+from bench.engine.evaluate import per_task_accuracy, top1
 
 
 def digits_source():

@@ -16,8 +16,15 @@ import scipy.io as sio
 import torch
 from PIL import Image
 
-from bench.datasets import DATASETS, DatasetError, FileImages, MappedImages, TensorImages, decode
-from bench.datasets.archive import unpack_archive
+from bench.data.datasets import (
+    DATASETS,
+    DatasetError,
+    FileImages,
+    MappedImages,
+    TensorImages,
+    decode,
+)
+from bench.data.datasets.archive import unpack_archive
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
 LOADERS = ["image_folder", "cifar10", "mnist", "cub200", "stanford_dogs", "stanford_cars",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from bench.config import validate_suite
-from bench.context import ExecOptions
-from bench.plan import expand
-from bench.runner import execute
+from bench.core.config import validate_suite
+from bench.engine.options import ExecOptions
+from bench.experiment.plan import expand
+from bench.experiment.runner import execute
 from tests.conftest import tiny_suite
 
 

@@ -13,14 +13,14 @@ from bench.cli import main
 from tests.conftest import ROOT, tiny_suite, write_suite
 
 TRAINING_STACK = (
-    "bench.train",
-    "bench.runner",
-    "bench.teachers",
-    "bench.pretrain",
-    "bench.launch",
-    "bench.checkpoint",
-    "bench.speed",
-    "bench.data",
+    "bench.engine.train",
+    "bench.experiment.runner",
+    "bench.engine.teachers",
+    "bench.engine.pretrain",
+    "bench.launch.local",
+    "bench.engine.checkpoint",
+    "bench.engine.speed",
+    "bench.data.prepare",
     "torchvision",
 )
 
@@ -28,7 +28,7 @@ TRAINING_STACK = (
 def test_dry_run_imports_no_training_module(tmp_path):
     """``bench run suites/quick.yaml --dry-run`` (MLflow on: its store is probed) in a
     fresh interpreter: the plan, the pre-run checks and the listing only. The registries
-    (``bench.models``, ``methods``) are imported to check names and params, so torch is
+    (``bench.core.models``, ``methods``) are imported to check names and params, so torch is
     loaded, but no net is built and nothing of the training loop, the data pipeline or
     the launchers is imported."""
     code = (
@@ -44,7 +44,12 @@ def test_dry_run_imports_no_training_module(tmp_path):
     assert result["rc"] == 0
     assert "30 runs: 0 done, 30 to do" in proc.stdout
     loaded = set(result["modules"])
-    assert {"bench.plan", "bench.specs", "bench.preflight", "bench.models"} <= loaded
+    assert {
+        "bench.experiment.plan",
+        "bench.core.specs",
+        "bench.experiment.preflight",
+        "bench.core.models",
+    } <= loaded
     assert (
         sorted(m for m in loaded if m.split(".")[0] == "torchvision" or m in TRAINING_STACK) == []
     )

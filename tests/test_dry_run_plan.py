@@ -1,5 +1,5 @@
 """The plan is visible before it runs: the dry-run prints every teacher's classes, the
-images per split and the validation carve (the numbers ``bench.data.prepare`` really
+images per split and the validation carve (the numbers ``bench.data.prepare.prepare`` really
 builds), each row's objective from the method's params, and result.json keeps the
 resolved tasks of the run."""
 
@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.config import DatasetConfig, load_suite
-from bench.data import prepare
-from bench.datasets import DATASETS
-from bench.dryrun import objective_text
-from bench.plan import expand
-from bench.record import validate_record
-from bench.splits import plan_splits
+from bench.core.config import DatasetConfig, load_suite
+from bench.core.record import validate_record
+from bench.data.datasets import DATASETS
+from bench.data.prepare import prepare
+from bench.data.splits import plan_splits
+from bench.experiment.dryrun import objective_text
+from bench.experiment.plan import expand
 from methods import METHODS
 from tests.conftest import ROOT, tiny_suite, write_suite
 from tests.test_dry_run import TRAINING_STACK

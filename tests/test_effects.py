@@ -1,4 +1,4 @@
-"""bench.effects (paired effect, MDE, seeds needed) and ``bench table --effects`` /
+"""bench.report.effects (paired effect, MDE, seeds needed) and ``bench table --effects`` /
 ``bench power``, checked against values computed by hand or from scipy's noncentral t."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from scipy import optimize
 from scipy import stats as st
 
 from bench.cli import main
-from bench.effects import effects_frame, paired_effect, power_frame, seeds_needed
 from bench.report.effect_tables import resolve_baseline
+from bench.report.effects import effects_frame, paired_effect, power_frame, seeds_needed
 from bench.report.loading import results_frame
 
 T_975_4 = 2.7764451  # t_{0.975, 4}, from a table
@@ -233,7 +233,7 @@ def test_seeds_needed_for_a_large_effect_where_statsmodels_gives_nan():
     noncentral t far in its tail); by hand, n = 2 reaches 0.54 and n = 3 0.9986, so 3."""
     from scipy import stats
 
-    from bench.effects import paired_power, seeds_needed
+    from bench.report.effects import paired_power, seeds_needed
 
     def by_hand(n):
         crit = stats.t.ppf(0.975, n - 1)

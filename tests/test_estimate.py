@@ -1,4 +1,4 @@
-"""``bench run --dry-run --estimate`` (bench.estimate): timed probes -> per-run steps and
+"""``bench run --dry-run --estimate`` (bench.experiment.estimate): timed probes -> per-run steps and
 device-hours, finished runs and cached teachers skipped, total = sum of the parts."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import math
 
 import pytest
 
-from bench.atomic import atomic_write_json
 from bench.cli import main
-from bench.config import load_suite
-from bench.estimate import Probe, epoch_steps, estimate_suite, run_seconds
-from bench.plan import expand
-from bench.record import RunRecord
-from bench.store import RunStore
+from bench.core.atomic import atomic_write_json
+from bench.core.config import load_suite
+from bench.core.record import RunRecord
+from bench.core.store import RunStore
+from bench.experiment.estimate import Probe, epoch_steps, estimate_suite, run_seconds
+from bench.experiment.plan import expand
 from tests.conftest import ROOT, tiny_suite, write_suite
 
 

@@ -18,8 +18,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from bench import claims
 from bench.cli import main
+from bench.core import claims
 from methods import METHODS, Method, register
 from tests.conftest import ROOT, tiny_suite, write_suite
 
@@ -119,7 +119,7 @@ def test_diverging_run_fails_alone_and_its_cell_is_marked(tmp_path, shared, caps
 def test_full_disk_fails_with_one_line_and_keeps_earlier_results(
     tmp_path, shared, capsys, monkeypatch
 ):
-    import bench.atomic
+    import bench.core.atomic
 
     path = write_suite(tmp_path / "disk.yaml", _suite("disk", [{"name": "teacher"}]))
     results = shared
@@ -133,7 +133,7 @@ def test_full_disk_fails_with_one_line_and_keeps_earlier_results(
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(bench.atomic.os, "replace", replace)
+    monkeypatch.setattr(bench.core.atomic.os, "replace", replace)
     code = main(["run", str(path), "--results", str(results), "--no-mlflow", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 1
@@ -250,7 +250,7 @@ def test_two_processes_on_one_results_dir_run_each_key_once(tmp_path):
 
 
 def test_no_progress_silences_every_bar_and_a_pipe_has_none(monkeypatch, capsys):
-    from bench import progress
+    from bench.core import progress
 
     monkeypatch.delenv(progress.ENV, raising=False)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)

@@ -1,4 +1,4 @@
-"""Representation health (bench.health) by hand, and the collapse flag end to end: it fires on
+"""Representation health (bench.engine.health) by hand, and the collapse flag end to end: it fires on
 a deliberately collapsing toy run and not on a healthy one."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.config import validate_suite
-from bench.health import (
+from bench.core.config import validate_suite
+from bench.core.models import build_model
+from bench.engine.health import (
     effective_rank,
     is_collapsing,
     longest_fall,
     mean_pairwise_cosine,
 )
-from bench.models import build_model
-from bench.suite import run_suite
+from bench.launch.suite import run_suite
 from methods import METHODS, Method, register
 from tests.conftest import tiny_suite
 

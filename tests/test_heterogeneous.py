@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from bench.config import DatasetConfig, validate_suite
-from bench.context import ExecOptions
-from bench.data import prepare
-from bench.datasets import DATASETS
-from bench.evaluate import evaluate
-from bench.plan import expand
-from bench.runner import execute
+from bench.core.config import DatasetConfig, validate_suite
+from bench.data.datasets import DATASETS
+from bench.data.prepare import prepare
+from bench.engine.evaluate import evaluate
+from bench.engine.options import ExecOptions
+from bench.experiment.plan import expand
+from bench.experiment.runner import execute
 from tests.conftest import tiny_suite
 
 ONE_EPOCH = {"epochs": 1, "batch_size": 64, "lr": 0.003}

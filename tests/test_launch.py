@@ -1,4 +1,4 @@
-"""Launchers (bench.launch): GPU placement with a faked GPU count, the Ray launcher with a
+"""Launchers (bench.launch.local): GPU placement with a faked GPU count, the Ray launcher with a
 fake ``ray`` module, and a real packed run of a tiny suite in two worker processes."""
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import launch as launch_mod
 from bench.cli import main
-from bench.config import SpeedConfig, validate_suite
-from bench.context import ExecOptions
-from bench.launch import LAUNCHERS, Slots, execute_safely, launch
-from bench.launch_ray import run_on_ray
-from bench.placement import CUDA_ENV, gpu_for_worker, init_worker, visible_gpus
-from bench.plan import expand
-from bench.record import RunRecord
-from bench.suite import run_suite
+from bench.core.config import SpeedConfig, validate_suite
+from bench.core.record import RunRecord
+from bench.engine.options import ExecOptions
+from bench.experiment.plan import expand
+from bench.launch import local as launch_mod
+from bench.launch.local import LAUNCHERS, Slots, execute_safely, launch
+from bench.launch.placement import CUDA_ENV, gpu_for_worker, init_worker, visible_gpus
+from bench.launch.ray_cluster import run_on_ray
+from bench.launch.suite import run_suite
 from bench.tracking import TrackingTarget
 from tests.conftest import ROOT, tiny_suite, write_suite
 
@@ -61,7 +61,7 @@ def test_visible_gpus(monkeypatch, count, listed, device, expected):
 
 def test_the_worker_initializer_module_does_not_import_torch():
     """Else CUDA could start in a worker before its CUDA_VISIBLE_DEVICES is set."""
-    code = "import sys, bench.placement; sys.exit('torch' in sys.modules)"
+    code = "import sys, bench.launch.placement; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
@@ -93,7 +93,7 @@ def test_init_worker_pins_each_new_worker_to_the_next_gpu(monkeypatch):
 
 
 class FakeRay(types.ModuleType):
-    """Enough of ``ray`` for bench.launch_ray: tasks run at ``get``, their arguments
+    """Enough of ``ray`` for bench.launch.ray_cluster: tasks run at ``get``, their arguments
     pickled on the way as Ray would ship them to a worker."""
 
     def __init__(self, gpus: float):

@@ -1,4 +1,4 @@
-"""The memory-mapped decoded-image cache (bench.datasets.mapped / memory.mapped_images) on a
+"""The memory-mapped decoded-image cache (bench.data.datasets.mapped / memory.mapped_images) on a
 tiny generated JPEG image folder: same pixels as reading the files, reused on the second
 load, rebuilt when a file changes, skip_corrupt, merge, pickling, and no room on disk."""
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data import iterate_batches
-from bench.datasets import DATASETS, DatasetError, FileImages, MappedImages, decode, memory
-from bench.datasets.merge import concat_images
+from bench.data.datasets import DATASETS, DatasetError, FileImages, MappedImages, decode, memory
+from bench.data.datasets.merge import concat_images
+from bench.data.prepare import iterate_batches
 
 SIZE = 72  # image_size; load size round(72 * 256 / 224) = 82 > 64: mapped by default
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.config import DatasetConfig
-from bench.data import prepare
-from bench.datasets import DATASETS, DatasetError
+from bench.core.config import DatasetConfig
+from bench.data.datasets import DATASETS, DatasetError
+from bench.data.prepare import prepare
 
 PARTS = [
     {"name": "digits", "params": {"split_seed": 0}},

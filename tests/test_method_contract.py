@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from bench.config import OptimConfig, validate_suite
-from bench.context import ExecOptions
-from bench.datasets.base import AugmentDefaults, TensorImages
-from bench.models import build_model, small_cnn
-from bench.plan import expand
-from bench.runner import execute
-from bench.speed import SpeedPlan
-from bench.train import fit, make_training
-from bench.views import Views
+from bench.core.config import OptimConfig, validate_suite
+from bench.core.models import build_model, small_cnn
+from bench.data.datasets.base import AugmentDefaults, TensorImages
+from bench.data.views import Views
+from bench.engine.options import ExecOptions
+from bench.engine.speed import SpeedPlan
+from bench.engine.train import fit, make_training
+from bench.experiment.plan import expand
+from bench.experiment.runner import execute
 from methods import METHODS, Batch, Method, MethodContext, NoParams
 from methods.amalgamation import Amalgamation
 from methods.common_space import build_common_space

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.compat import import_torchvision
-from bench.errors import BenchError
-from bench.models import MODELS, build_model
+from bench.core.compat import import_torchvision
+from bench.core.errors import BenchError
+from bench.core.models import MODELS, build_model
 
 
 @pytest.mark.parametrize("arch", MODELS.names())

@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 
 from bench.cli import main
-from bench.datasets import DATASETS, DatasetError
-from bench.datasets import manifest as manifest_mod
-from bench.datasets.manifest import OFFICIAL, Official, compare, official, sentence
-from bench.errors import ConfigError
-from bench.preflight import check_dataset
+from bench.core.errors import ConfigError
+from bench.data.datasets import DATASETS, DatasetError
+from bench.data.datasets import manifest as manifest_mod
+from bench.data.datasets.manifest import OFFICIAL, Official, compare, official, sentence
+from bench.experiment.preflight import check_dataset
 from tests.conftest import tiny_suite, write_suite
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.config import SuiteConfig
-from bench.plan import expand
-from bench.pretrain import class_overlap
-from bench.specs import legacy_key
+from bench.core.config import SuiteConfig
+from bench.core.specs import legacy_key
+from bench.engine.pretrain import class_overlap
+from bench.experiment.plan import expand
 from tests.conftest import tiny_suite, write_suite
 
 STAGE = {
@@ -51,7 +51,7 @@ def records(suite_dir: Path) -> list[dict]:
 def test_keys_without_pretrain_are_unchanged():
     """Run and teacher keys of a suite without ``pretrain:``, as computed before the
     stage existed (same suite, commit 0bf4087): the legacy keys (with data locations,
-    which the keys have left out since; bench.migrate moves results filed under them)."""
+    which the keys have left out since; bench.experiment.migrate moves results filed under them)."""
     suite = SuiteConfig.model_validate(
         tiny_suite(methods=[{"name": "teacher"}, {"name": "ensemble"}, {"name": "vanilla_kd"}])
     )
@@ -96,15 +96,15 @@ def test_stage_recipe_is_part_of_teacher_and_run_keys():
 def first_suite(tmp_path_factory):
     """One suite, both columns, at lr 1e-12 (nothing moves in training: the trained
     models still hold their init); the students it builds, in run order."""
-    import bench.runner
+    import bench.experiment.runner
 
     tmp = tmp_path_factory.mktemp("pretrain")
     path = write_suite(tmp / "pre.yaml", pre_suite(lr=1e-12))
     results = tmp / "results"
-    students, real = [], bench.runner.build_model
+    students, real = [], bench.experiment.runner.build_model
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
-            bench.runner,
+            bench.experiment.runner,
             "build_model",
             lambda *a, **k: students.append(real(*a, **k)) or students[-1],
         )
@@ -114,13 +114,13 @@ def first_suite(tmp_path_factory):
 
 
 def test_dry_run_lists_the_stage_without_loading(tmp_path, capsys, monkeypatch):
-    import bench.pretrain
+    import bench.engine.pretrain
 
     def refuse(*_a, **_k):
         raise AssertionError("dry-run loaded data or a model")
 
-    monkeypatch.setattr(bench.pretrain, "prepare_source", refuse)
-    monkeypatch.setattr(bench.pretrain, "build_model", refuse)
+    monkeypatch.setattr(bench.engine.pretrain, "prepare_source", refuse)
+    monkeypatch.setattr(bench.engine.pretrain, "build_model", refuse)
     path = write_suite(tmp_path / "pre.yaml", pre_suite())
     code, out, _ = run_cli(
         "run", str(path), "--results", str(tmp_path / "r"), "--dry-run", capsys=capsys

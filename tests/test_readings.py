@@ -175,7 +175,7 @@ def test_bad_reading_params_are_refused(params, match):
 
 
 def test_readings_are_searchable_by_bench_tune(tmp_path):
-    from bench.tune_check import load_tune
+    from bench.tune.check import load_tune
     from tests.conftest import ROOT
 
     text = (ROOT / "suites" / "tune_quick.yaml").read_text()
@@ -189,8 +189,8 @@ def test_readings_are_searchable_by_bench_tune(tmp_path):
 def test_readings_suite_flips_every_option_around_both_presets():
     """suites/readings.yaml stays in step with methods/readings.py: regenerate its rows
     when a preset changes."""
-    from bench.config import load_suite
-    from bench.plan import expand
+    from bench.core.config import load_suite
+    from bench.experiment.plan import expand
     from tests.conftest import ROOT
 
     runs = expand(load_suite(ROOT / "suites" / "readings.yaml"))

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from bench import report
-from bench.config import validate_suite
-from bench.plan import expand
-from bench.record import InvalidRecord, RunRecord, validate_record
-from bench.store import RunStore
+from bench.core.config import validate_suite
+from bench.core.record import InvalidRecord, RunRecord, validate_record
+from bench.core.store import RunStore
+from bench.experiment.plan import expand
 from tests.conftest import ROOT, tiny_suite
 
 GOLDEN = ROOT / "tests" / "golden" / "result_v1.json"  # written by the harness before RunRecord
@@ -101,8 +101,20 @@ def test_a_bad_record_is_refused_on_write_and_ignored_on_read(planned, tmp_path:
 
 # --------------------------------------------------------------- import direction
 
-LOWER = ["bench/tracking", "bench/report", "bench/plots.py", "bench/record.py", "bench/store.py"]
-UPPER = {"bench.runner", "bench.launch", "bench.suite", "bench.train", "bench.tune"}
+LOWER = [
+    "bench/tracking",
+    "bench/report",
+    "bench/report/plots.py",
+    "bench/core/record.py",
+    "bench/core/store.py",
+]
+UPPER = {
+    "bench.experiment.runner",
+    "bench.launch.local",
+    "bench.launch.suite",
+    "bench.engine.train",
+    "bench.tune.run",
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -130,9 +142,9 @@ def test_tracking_report_and_plots_never_import_up_the_flow():
 def test_the_import_check_sees_lazy_imports(tmp_path: Path):
     probe = tmp_path / "m.py"
     probe.write_text(
-        "def f():\n    from bench.runner import execute\n    from bench import suite\n"
+        "def f():\n    from bench.experiment.runner import execute\n    from bench.launch import suite\n"
     )
-    assert {"bench.runner", "bench.suite"} <= imported_modules(probe)
+    assert {"bench.experiment.runner", "bench.launch.suite"} <= imported_modules(probe)
 
 
 REBUILD = """
@@ -149,7 +161,7 @@ mlrun = NS(info=NS(run_id="r1"), data=NS(
              "task_acc/T1": 1.0, "time/total": 3.0},
     tags={"teacher_keys": "t1,t2", "device": "cpu"}))
 rec = rebuild_record(client, run, mlrun)
-print(json.dumps({"record": rec, "runner": "bench.runner" in sys.modules}))
+print(json.dumps({"record": rec, "runner": "bench.experiment.runner" in sys.modules}))
 """
 
 
@@ -182,7 +194,7 @@ def test_reconcile_rebuilds_a_record_without_the_runner():
 
 
 def test_plots_render_a_runs_curves_from_its_record():
-    from bench.plots import run_figures
+    from bench.report.plots import run_figures
 
     rec = json.loads(GOLDEN.read_text())
     png = run_figures(rec)["curves.png"]
@@ -193,7 +205,7 @@ def test_plots_render_a_runs_curves_from_its_record():
 
 def test_tune_trials_use_the_tracking_run_api():
     """tune logs through bench.tracking's MlflowRun, not a client of its own."""
-    names = imported_modules(ROOT / "bench" / "tune.py")
+    names = imported_modules(ROOT / "bench" / "tune" / "run.py")
     assert "bench.tracking.runs.MlflowRun" in names
-    source = (ROOT / "bench" / "tune.py").read_text()
+    source = (ROOT / "bench" / "tune" / "run.py").read_text()
     assert "create_run" not in source and "log_batch" not in source and "_probe" not in source

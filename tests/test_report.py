@@ -1,4 +1,4 @@
-"""bench.report / bench.plots: tables from result.json files written in tmp_path."""
+"""bench.report / bench.report.plots: tables from result.json files written in tmp_path."""
 
 from __future__ import annotations
 

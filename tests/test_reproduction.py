@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import reproduction
 from bench.cli import main
+from bench.studies.cka import reproduction
 from methods.amalgamation import AmalgamationParams
 from methods.readings import PRESETS
 

@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.config import ModelConfig, OptimConfig, TeacherConfig, load_suite, validate_suite
-from bench.dryrun import describe_plan
-from bench.plan import expand
-from bench.specs import PretrainSpec, RunSpec, TeacherSpec, legacy_key
-from bench.store import RunStore
-from bench.suite import run_suite
+from bench.core.config import ModelConfig, OptimConfig, TeacherConfig, load_suite, validate_suite
+from bench.core.specs import PretrainSpec, RunSpec, TeacherSpec, legacy_key
+from bench.core.store import RunStore
+from bench.experiment.dryrun import describe_plan
+from bench.experiment.plan import expand
+from bench.launch.suite import run_suite
 from tests.conftest import ROOT, tiny_suite, write_suite
 
 
@@ -35,7 +35,7 @@ def test_key_independent_of_yaml_key_order(tmp_path):
 def test_key_stable_across_processes(tmp_path):
     path = write_suite(tmp_path / "s.yaml", tiny_suite())
     code = (
-        "import sys; from bench.config import load_suite; from bench.plan import expand; "
+        "import sys; from bench.core.config import load_suite; from bench.experiment.plan import expand; "
         "print(' '.join(r.key for r in expand(load_suite(sys.argv[1]))))"
     )
     runs = [
@@ -175,7 +175,7 @@ def test_cfl_runs_of_earlier_versions_are_found_under_their_legacy_keys():
     """CFL's params changed shape (its own loss, no unused CKA params): the legacy key of a
     CFL run is still the one commit af7d7b5 gave it (hard-coded), defaults or not; the
     reference recipe did not exist then, so it has no legacy run to find."""
-    from bench.migrate import legacy_run_key
+    from bench.experiment.migrate import legacy_run_key
 
     methods = [
         {"name": "cfl"},
@@ -289,7 +289,7 @@ def test_migration_retags_mlflow_runs_instead_of_logging_them_twice(tmp_path):
 def test_estimate_counts_runs_finished_under_legacy_keys_as_done(tmp_path):
     """`--dry-run --estimate` moves nothing, yet does not price runs that `bench run`
     would find finished after its migration."""
-    from bench.estimate import estimate_suite
+    from bench.experiment.estimate import estimate_suite
 
     suite = validate_suite(tiny_suite(methods=[{"name": "teacher"}, {"name": "ensemble"}]), "t")
     run_suite(suite, tmp_path, progress=False, mlflow=False, out=io.StringIO())

@@ -9,15 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.config import SpeedConfig, validate_suite
-from bench.context import ExecOptions
-from bench.data import EpochBatches, iterate_batches
-from bench.datasets import DATASETS, FileImages, TensorImages
-from bench.errors import BenchError
-from bench.plan import expand
-from bench.runner import execute
-from bench.speed import SpeedPlan, resolve_speed
-from bench.train import fit
+from bench.core.config import SpeedConfig, validate_suite
+from bench.core.errors import BenchError
+from bench.data.datasets import DATASETS, FileImages, TensorImages
+from bench.data.prepare import EpochBatches, iterate_batches
+from bench.engine.options import ExecOptions
+from bench.engine.speed import SpeedPlan, resolve_speed
+from bench.engine.train import fit
+from bench.experiment.plan import expand
+from bench.experiment.runner import execute
 from methods import METHODS, MethodContext
 from tests.conftest import tiny_suite
 
@@ -100,7 +100,7 @@ def test_yaml_on_off_booleans_and_suite_level_keys_do_not_change_run_keys():
 
 
 def _method(name="vanilla_kd"):
-    from bench.models import build_model
+    from bench.core.models import build_model
 
     def model(n):
         return build_model("small_cnn", num_classes=n, in_channels=1, image_size=8, width=4)
@@ -114,13 +114,13 @@ def _method(name="vanilla_kd"):
 def _tiny_data():
     src = DATASETS.get("digits")()
     keep = torch.nonzero(src.train.labels < 4).flatten()[:32]
-    from bench.views import Views
+    from bench.data.views import Views
 
     return src.train.subset(keep), Views(src.augment, src.load_size, src.mean, src.std)
 
 
 def test_fit_with_bf16_autocast_channels_last_and_disabled_scaler_on_cpu():
-    from bench.config import OptimConfig
+    from bench.core.config import OptimConfig
 
     train, views = _tiny_data()
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""bench.stats: paired tests over seeds on hand-made numbers, and the testability rule."""
+"""bench.report.stats: paired tests over seeds on hand-made numbers, and the testability rule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats as st
 
-from bench import stats
+from bench.report import stats
 
 
 def test_paired_ttest_matches_hand_computation():

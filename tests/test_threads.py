@@ -1,4 +1,4 @@
-"""Every launcher gives the same numbers: one thread rule (bench.runtime.resolve_threads)
+"""Every launcher gives the same numbers: one thread rule (bench.engine.runtime.resolve_threads)
 applied where each run executes, recorded as ``env.threads``; serial, process and REAL
 Ray runs of one tiny suite at the same thread count are bit-identical on the CPU; the Ray
 the harness starts listens on the loopback interface only; bad thread counts exit 2 with
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.errors import BenchError
-from bench.runtime import available_cores, default_threads, resolve_threads, running_at
+from bench.core.errors import BenchError
+from bench.engine.runtime import available_cores, default_threads, resolve_threads, running_at
 from tests.conftest import tiny_suite, write_suite
 from tests.test_tune import tune_dict, write_tune
 
@@ -125,8 +125,8 @@ def test_bench_tune_refuses_a_bad_thread_count(tmp_path, capsys):
 
 
 def test_tune_trials_carry_the_thread_count(tmp_path):
-    from bench.tune import TuneJob
-    from bench.tune_check import load_tune
+    from bench.tune.check import load_tune
+    from bench.tune.run import TuneJob
 
     cfg = load_tune(write_tune(tmp_path / "t.yaml", tune_dict()), [])
     job = TuneJob(cfg, "t", "sqlite://", tmp_path, "cpu", None, threads=1)
@@ -136,19 +136,19 @@ def test_tune_trials_carry_the_thread_count(tmp_path):
 def test_a_study_runs_at_its_thread_count_and_gives_this_process_its_own_back(
     tmp_path, monkeypatch
 ):
-    import bench.runner
-    from bench.tune import tune
-    from bench.tune_check import load_tune
+    import bench.experiment.runner
+    from bench.tune.check import load_tune
+    from bench.tune.run import tune
 
     seen = []
-    execute = bench.runner.execute
+    execute = bench.experiment.runner.execute
 
     def spy(run, options, **kw):
         record = execute(run, options, **kw)
         seen.append((options.threads, record["env"]["threads"]))
         return record
 
-    monkeypatch.setattr(bench.runner, "execute", spy)
+    monkeypatch.setattr(bench.experiment.runner, "execute", spy)
     cfg = load_tune(write_tune(tmp_path / "t.yaml", tune_dict(budget={"n_trials": 1})), [])
     before = torch.get_num_threads()
     outcome = tune(cfg, tmp_path, mlflow=False, progress=False, threads=1)
@@ -187,12 +187,12 @@ def loopback(ip: str) -> bool:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """The cluster that ``--launcher ray`` starts (bench.launch_ray.start_ray), up for the
+    """The cluster that ``--launcher ray`` starts (bench.launch.ray_cluster.start_ray), up for the
     module; yields ``(ray, the driver's listening sockets before Ray)``."""
     ray = pytest.importorskip("ray")
     if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
         pytest.skip("needs a fresh local Ray: one is initialised or RAY_ADDRESS is set")
-    from bench.launch_ray import start_ray
+    from bench.launch.ray_cluster import start_ray
 
     before = listening({os.getpid()})
     start_ray(num_cpus=min(2, CORES))

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.context import ExecOptions
+from bench.engine.options import ExecOptions
 from tests.conftest import ROOT, tiny_suite, write_suite
 
 mlflow = pytest.importorskip("mlflow")
@@ -394,10 +394,10 @@ class Stop(Exception):
 def test_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(tracked, tmp_path):
     """In process, without MLflow: stop after epoch 1, resume, compare with the KD run of
     the tracked suite (the same RunSpec, trained uninterrupted)."""
-    from bench.checkpoint import Checkpoint
-    from bench.config import validate_suite
-    from bench.plan import expand
-    from bench.runner import execute
+    from bench.core.config import validate_suite
+    from bench.engine.checkpoint import Checkpoint
+    from bench.experiment.plan import expand
+    from bench.experiment.runner import execute
 
     (run,) = expand(validate_suite({**SUITE, "methods": [{"name": "vanilla_kd"}]}, "test"))
     reference = records(tracked.results)[run.key]

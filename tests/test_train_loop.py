@@ -1,4 +1,4 @@
-"""The shared training loop (bench.train): exact numbers against the loop as it was before
+"""The shared training loop (bench.engine.train): exact numbers against the loop as it was before
 the sync-free rewrite, the non-finite check, and the compile path on the CPU.
 
 ``tests/golden/fit_history.json`` was written by ``python tests/test_train_loop.py`` from the
@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import runner
-from bench.checkpoint import Checkpoint
-from bench.config import OptimConfig, SpeedConfig, validate_suite
-from bench.context import ExecOptions
-from bench.datasets import DATASETS
-from bench.models import build_model
-from bench.plan import expand
-from bench.speed import resolve_speed
-from bench.train import LossMeter, NonFiniteLoss, fit
-from bench.views import Views
+from bench.core.config import OptimConfig, SpeedConfig, validate_suite
+from bench.core.models import build_model
+from bench.data.datasets import DATASETS
+from bench.data.views import Views
+from bench.engine.checkpoint import Checkpoint
+from bench.engine.options import ExecOptions
+from bench.engine.speed import resolve_speed
+from bench.engine.train import LossMeter, NonFiniteLoss, fit
+from bench.experiment import runner
+from bench.experiment.plan import expand
 from methods import METHODS, MethodContext
 from tests.conftest import tiny_suite
 

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from bench.cli import main
-from bench.config import load_suite
-from bench.errors import ConfigError
-from bench.plan import expand
+from bench.core.config import load_suite
+from bench.core.errors import ConfigError
+from bench.experiment.plan import expand
 from methods import METHODS, Method, register
 from tests.conftest import ROOT, tiny_suite, write_suite
 
@@ -270,8 +270,8 @@ def test_pruner_prunes_the_clearly_worse_trial(studied, skill_toy, capsys):
 
 
 def test_tuning_never_reads_the_test_split(tmp_path, sealed_digits):
-    from bench.config import DatasetConfig
-    from bench.data import prepare
+    from bench.core.config import DatasetConfig
+    from bench.data.prepare import prepare
 
     with pytest.raises(AssertionError, match="test split was read"):
         prepare(DatasetConfig(name=sealed_digits))  # the seal works: a run would trip it

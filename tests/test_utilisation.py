@@ -1,4 +1,4 @@
-"""Per-epoch GPU utilisation and peak memory (bench.utilisation): the sampling logic with a
+"""Per-epoch GPU utilisation and peak memory (bench.engine.utilisation): the sampling logic with a
 fake NVML module, and the no-GPU path (no driver here, so the real pynvml fails cleanly)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from bench.engine.utilisation import EpochUsage, UtilisationSampler, open_sampler
 from bench.tracking import epoch_metrics
-from bench.utilisation import EpochUsage, UtilisationSampler, open_sampler
 
 
 class FakeNVML:
@@ -81,7 +81,7 @@ def test_open_sampler_finds_the_gpu_by_uuid(monkeypatch):
 
 def test_no_driver_or_no_pynvml_records_nothing_and_warns(monkeypatch, caplog):
     cuda = torch.device("cuda", 0)
-    with caplog.at_level(logging.WARNING, logger="bench.utilisation"):
+    with caplog.at_level(logging.WARNING, logger="bench.engine.utilisation"):
         assert open_sampler(cuda, FakeNVML([0], fail_init=True)) is None
         assert "Driver Not Loaded" in caplog.text
         if not torch.cuda.is_available():  # the real pynvml on a machine without a driver

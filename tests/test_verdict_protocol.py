@@ -1,5 +1,5 @@
 """Equal-budget tuning inside a suite (search: + protocol:), sweeps, the test curve and
-their bad inputs (bench.protocol, bench.studies, bench.plan)."""
+their bad inputs (bench.experiment.protocol, bench.tune.suite_studies, bench.experiment.plan)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from bench.cli import main
-from bench.config import validate_suite
-from bench.plan import dose_points, expand, plan_studies
-from bench.protocol import read_best
+from bench.core.config import validate_suite
+from bench.experiment.plan import dose_points, expand, plan_studies
+from bench.experiment.protocol import read_best
 from tests.conftest import ROOT, tiny_suite, write_suite
 
 PROTOCOL = {"trials": 2, "epochs": 1, "seeds": [0], "n_startup_trials": 1, "pruner": {"type": "none"}}  # fmt: skip
@@ -357,7 +357,7 @@ def test_readings_rule_never_picks_a_reading_that_makes_a_term_constant(mean, sd
     """The re-read default follows the reproduction rule whole: win by > 0.5 points and > 1
     s.e. on val, and a win of the printed reading that makes L_inter constant (pi = I)
     keeps the default."""
-    from bench.verdict import readings_lines
+    from bench.studies.cka.verdict import readings_lines
 
     class Stub:
         def effect(self, row, reference, column, metric):

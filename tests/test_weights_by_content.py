@@ -1,6 +1,6 @@
 """``pretrained:`` files by content: keys hash the file's sha256 (never its path), every
 file is fitted against the model it initialises before anything trains, and what it
-loaded is printed and recorded (bench/weights.py)."""
+loaded is printed and recorded (bench/core/weights.py)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.compat import import_torchvision
-from bench.config import ModelConfig, OptimConfig, TeacherConfig, validate_suite
-from bench.keys import content_key, file_sha256, without_locations
-from bench.models import MODELS, build_model_reported
-from bench.plan import expand
-from bench.specs import RunSpec, TeacherSpec, path_key
-from bench.suite import run_suite
+from bench.core.compat import import_torchvision
+from bench.core.config import ModelConfig, OptimConfig, TeacherConfig, validate_suite
+from bench.core.keys import content_key, file_sha256, without_locations
+from bench.core.models import MODELS, build_model_reported
+from bench.core.specs import RunSpec, TeacherSpec, path_key
+from bench.experiment.plan import expand
+from bench.launch.suite import run_suite
 from tests.conftest import tiny_suite, write_suite
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench import stats
-from bench.health import COLLAPSE_DROP, COLLAPSE_FALLS, is_collapsing
+from bench.engine.health import COLLAPSE_DROP, COLLAPSE_FALLS, is_collapsing
+from bench.report import stats
 from bench.report.loading import TASK_PREFIX, task_order
 
 DEFAULT_REFERENCE_METHODS = ("supervised", "teacher")
@@ -53,7 +53,7 @@ def paper_reference(table: int = 2) -> pd.DataFrame:
     and ``average`` (the printed Average column); Table 5: T1 (Stanford Cars),
     T2 (FGVC-Aircraft), Merge. Tables 3 and 4 are absent from the paper text.
     """
-    path = resources.files("bench").joinpath("reference/paper_tables.csv")
+    path = resources.files("bench.studies.cka").joinpath("reference/paper_tables.csv")
     with path.open("r", encoding="utf-8") as fh:
         ref = pd.read_csv(fh, keep_default_na=False, na_values=[""])
     ref["note"] = ref["note"].fillna("")
@@ -352,7 +352,7 @@ def build_table(
 def _collapse_notes(df: pd.DataFrame) -> list[str]:
     """A footnote naming the cells with runs whose validation accuracy fell for
     ``COLLAPSE_FALLS`` or more epochs in a row, by ``COLLAPSE_DROP`` or more in all
-    (``val_falls``, ``val_fall_drop``; bench.health)."""
+    (``val_falls``, ``val_fall_drop``; bench.engine.health)."""
     if "val_falls" not in df or "val_fall_drop" not in df:
         return []
     flags = [is_collapsing(f, d) for f, d in zip(df["val_falls"], df["val_fall_drop"])]

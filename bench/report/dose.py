@@ -1,8 +1,8 @@
 """Dose-response of a loss term: each value of a ``sweep:`` weight against the reference
-row (paired by seed, 95 % t interval: :func:`bench.effects.effects_frame`), on the
+row (paired by seed, 95 % t interval: :func:`bench.report.effects.effects_frame`), on the
 validation and the test split, one plot per swept term and column.
 
-A sweep is given as ``{value: row}`` (:func:`bench.plan.dose_points`): the rows that
+A sweep is given as ``{value: row}`` (:func:`bench.experiment.plan.dose_points`): the rows that
 hold each value of the weight, a value equal to another row's run (``lambda_inter: 1``
 is the default CKA row) pointing at that row.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.effects import effects_frame
+from bench.report.effects import effects_frame
 
 SPLITS = {"val": "val_acc", "test": "test_acc"}
 
@@ -78,8 +78,8 @@ def write_dose_plots(
 ) -> list[Path]:
     """``dose_<term>_<column>.png`` (and ``dose.csv``, every point) for every sweep and
     column into ``out_dir``; nothing when the plan has no sweep or no reference row."""
-    from bench.atomic import atomic_write_text
-    from bench.plots import save_figure, slug
+    from bench.core.atomic import atomic_write_text
+    from bench.report.plots import save_figure, slug
 
     if not doses or df.empty or reference not in set(df["row"]):
         return []

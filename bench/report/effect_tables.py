@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bench.atomic import atomic_write_text
-from bench.effects import effects_frame, power_frame
+from bench.core.atomic import atomic_write_text
 from bench.report.aggregate import METRIC_TEXT
+from bench.report.effects import effects_frame, power_frame
 from bench.report.formats import FORMATS, _latex_caption, _latex_label, latex_escape
 from bench.report.loading import read_records, runs_dir
 from bench.report.selection import PROTOCOL_TEXT, selected_column, selected_frame
@@ -91,7 +91,7 @@ def render_effects(
     caption: str | None = None,
     label: str | None = None,
 ) -> str:
-    """An :func:`~bench.effects.effects_frame` as markdown, LaTeX (booktabs) or CSV."""
+    """An :func:`~bench.report.effects.effects_frame` as markdown, LaTeX (booktabs) or CSV."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
     if fmt == "csv":

@@ -1,5 +1,5 @@
 """Records -> tidy frames: ``result.json`` files (validated as
-:class:`~bench.record.RunRecord`) or an MLflow experiment, one row per run; and
+:class:`~bench.core.record.RunRecord`) or an MLflow experiment, one row per run; and
 :func:`drop_superseded`, which leaves out the runs a current plan replaced."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.record import InvalidRecord, validate_record
+from bench.core.record import InvalidRecord, validate_record
 
 ID_COLUMNS = ["run_key", "suite", "row", "row_order", "column", "column_order", "seed", "method"]
 SCALAR_METRICS = [

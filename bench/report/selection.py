@@ -2,7 +2,7 @@
 
 ``last``: the final weights (``metrics.test_acc``, what the harness reports).
 ``best-val``: the epoch of the highest validation accuracy, the first on ties (the rule
-of ``bench.train.keep_best``): its ``curve_test_acc`` when the history records a test
+of ``bench.engine.train.keep_best``): its ``curve_test_acc`` when the history records a test
 curve, else ``metrics.test_acc_at_best_val`` (the runner's test of the best-val weights).
 ``best-test``: the highest ``curve_test_acc`` of the history: the epoch is chosen on the
 test split, so the number is optimistic (what several peers report).

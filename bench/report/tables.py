@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.atomic import atomic_write_text
+from bench.core.atomic import atomic_write_text
 from bench.report.aggregate import DEFAULT_REFERENCE_METHODS, build_table
 from bench.report.formats import FORMATS, render
 from bench.report.loading import (
@@ -126,7 +126,7 @@ def write_suite_tables(
     and ``plots/*.png`` into ``suite_dir``; returns {name: path}. ``planned``: the current
     plan's run key per (row, column, seed) (:func:`drop_superseded`). ``options`` go to
     ``build_table`` (metric, exclude, test, alpha, reference)."""
-    from bench import plots
+    from bench.report import plots
 
     suite_dir = Path(suite_dir)
     records = read_records(suite_dir)

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -144,7 +144,7 @@ def client(uri: str):
         return MlflowClient(uri)
     # a new SQLite store creates and migrates its tables when first opened: one process at
     # a time (two bench run, or a tune worker beside a bench run, on one results dir)
-    from bench.claims import file_lock
+    from bench.core.claims import file_lock
 
     db.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(db.with_name(db.name + ".lock")):

@@ -12,7 +12,7 @@ Resume (:func:`reconcile`, at the start of every tracked ``bench run``):
   re-run, so a run key never gets a second FINISHED child;
 * a finished ``result.json`` without a FINISHED child (tracking was off or broken) is
   logged to MLflow from the record (:func:`log_record`, tag ``backfilled=result.json``),
-  unless the record was migrated (:mod:`bench.migrate`) from a ``legacy_key`` that has a
+  unless the record was migrated (:mod:`bench.experiment.migrate`) from a ``legacy_key`` that has a
   FINISHED child: that child is retagged with the new ``run_key`` instead (its old key
   stays as tag ``legacy_key``), so a migration never logs a run twice.
 """
@@ -27,12 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.record import RunRecord, validate_record
+from bench.core.record import RunRecord, validate_record
 from bench.tracking.client import client, enabled, guard, one_line, owner_alive
 from bench.tracking.runs import FINAL_SCALARS, Figures, RunTracker, TrackingTarget
 
 if TYPE_CHECKING:
-    from bench.store import RunStore
+    from bench.core.store import RunStore
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 import bench.tracking.sender as sender
-from bench.atomic import read_json
+from bench.core.atomic import read_json
 from bench.tracking.client import (
     MAX_TAG_VALUE,
     client,
@@ -61,7 +61,7 @@ FINAL_SCALARS = (
     "best_val_acc",
     "best_val_epoch",
     "test_acc_at_best_val",
-    "val_falls",  # bench.health: the longest streak of falling val accuracy
+    "val_falls",  # bench.engine.health: the longest streak of falling val accuracy
     "val_fall_drop",
 )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import bench.tracking.reconcile as reconciling
-from bench.atomic import read_json
+from bench.core.atomic import read_json
 from bench.tracking.client import (
     enabled,
     flatten_params,

@@ -137,7 +137,7 @@ def data_table(benches: list[dict]) -> list[str]:
 
 INTRO = {  # what a section's numbers mean, above its table
     "test_train_step_vs_compute_floor": [
-        "`bench.train.train_step` of each method against the floor it is held to: teachers' "
+        "`bench.engine.train.train_step` of each method against the floor it is held to: teachers' "
         "forward + the student's forward/backward on the views the method takes (1 or 2) + "
         "Adam; `student`: the student alone. CPU time excludes waiting for a core.",
         "",

@@ -1,4 +1,4 @@
-"""What the step benchmarks share: a method's real training step (``bench.train.train_step``
+"""What the step benchmarks share: a method's real training step (``bench.engine.train.train_step``
 with its ``Training``), the compute floor it is compared with, and the device to time on.
 
 The floor is what any method training this student on these views must spend: for a
@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from bench.config import OptimConfig
-from bench.models import build_model
-from bench.speed import SpeedPlan
-from bench.train import Training, make_optimizer, make_training, train_step
+from bench.core.config import OptimConfig
+from bench.core.models import build_model
+from bench.engine.speed import SpeedPlan
+from bench.engine.train import Training, make_optimizer, make_training, train_step
 from methods import METHODS, Batch, MethodContext
 
 THREADS = os.environ.get("KA_BENCH_THREADS")  # torch threads (default: tests/conftest.py's)
@@ -59,7 +59,7 @@ def method_batch(training: Training, x1, x2, y) -> Batch:
 
 
 def method_step(training: Training, batch: Batch):
-    """The loop's own step (``bench.train.train_step``), as a no-argument call."""
+    """The loop's own step (``bench.engine.train.train_step``), as a no-argument call."""
     training.method.train()
 
     def step():

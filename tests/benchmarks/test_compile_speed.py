@@ -20,8 +20,8 @@ import time
 import pytest
 import torch
 
-from bench.config import SpeedConfig
-from bench.speed import resolve_speed
+from bench.core.config import SpeedConfig
+from bench.engine.speed import resolve_speed
 from tests.benchmarks.steps import (
     DEVICE,
     Timed,

@@ -1,4 +1,4 @@
-"""Data-loading time against step time in the shared training loop (``bench.train.fit``).
+"""Data-loading time against step time in the shared training loop (``bench.engine.train.fit``).
 
 ``fit`` records per epoch ``data_time`` (waiting for the next batch) and ``step_time``
 (views, forward, backward, optimiser step). This benchmark trains ``vanilla_kd`` (two
@@ -26,11 +26,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.config import OptimConfig, SpeedConfig
-from bench.datasets import DATASETS, FileImages, TensorImages
-from bench.models import build_model
-from bench.train import fit
-from bench.views import Views
+from bench.core.config import OptimConfig, SpeedConfig
+from bench.core.models import build_model
+from bench.data.datasets import DATASETS, FileImages, TensorImages
+from bench.data.views import Views
+from bench.engine.train import fit
 from methods import METHODS, MethodContext
 
 THREADS = os.environ.get("KA_BENCH_THREADS")

@@ -1,7 +1,7 @@
 """Host syncs per training step of every student method (goal: 0).
 
 One step of the loop = ``make_batch`` (host batch -> views on the device) + the real
-``bench.train.train_step`` + ``LossMeter.add``; the meter's one read per epoch is counted
+``bench.engine.train.train_step`` + ``LossMeter.add``; the meter's one read per epoch is counted
 apart. Where CUDA is, ``torch.cuda.set_sync_debug_mode("warn")`` reports every
 synchronising CUDA call, and the warnings are counted. On the CPU there is nothing to
 synchronise with, so the proxy counts the Python calls that would wait for a GPU: a
@@ -24,10 +24,10 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from bench.datasets.base import AugmentDefaults
-from bench.speed import SpeedPlan
-from bench.train import LossMeter, make_batch, train_step
-from bench.views import Views
+from bench.data.datasets.base import AugmentDefaults
+from bench.data.views import Views
+from bench.engine.speed import SpeedPlan
+from bench.engine.train import LossMeter, make_batch, train_step
 from tests.benchmarks.steps import DEVICE, TRAINED, method_training, setup_case
 
 HOST_READS = ("item", "__bool__", "__float__", "__int__", "tolist", "numpy", "cpu")

@@ -1,6 +1,6 @@
 """Batches per second at paper scale (224 px views, 256 px load size) from JPEG files:
 read per batch (``in_memory: false``, DataLoader with 0 or 2 workers) against the
-memory-mapped decoded cache (the default for large images, bench.datasets.mapped).
+memory-mapped decoded cache (the default for large images, bench.data.datasets.mapped).
 
 An epoch of shuffled batches of 32 is iterated the way ``fit`` does (``EpochBatches``),
 without training, so the figure is the loader's own cost: ``files/mapped`` (seconds per
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.data import EpochBatches
-from bench.datasets import DATASETS, FileImages, MappedImages
+from bench.data.datasets import DATASETS, FileImages, MappedImages
+from bench.data.prepare import EpochBatches
 
 
 def jpeg_folder(root, n_per_class: int, px: tuple[int, int]) -> None:

@@ -1,6 +1,6 @@
 """Each student method's real training step against its compute floor.
 
-The step is the loop's own ``bench.train.train_step`` (loss terms -> ``sum(weight * term)``
+The step is the loop's own ``bench.engine.train.train_step`` (loss terms -> ``sum(weight * term)``
 -> backward -> Adam -> schedule); the floor is defined in ``tests/benchmarks/steps.py``
 (teachers' forward + the student's forward/backward on the views the method takes + Adam).
 Views are made beforehand (identical for every method, not what is compared).

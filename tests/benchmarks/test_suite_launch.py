@@ -1,4 +1,4 @@
-"""Harness overhead of a whole suite, and packed against serial runs (bench.launch).
+"""Harness overhead of a whole suite, and packed against serial runs (bench.launch.local).
 
 * ``overhead``: a tiny suite run end to end (``run_suite``, serial) against the time its
   runs and teachers spent in the training loop (``timings.train`` and the teachers'
@@ -30,8 +30,8 @@ import time
 import pytest
 import torch
 
-from bench.config import validate_suite
-from bench.suite import run_suite
+from bench.core.config import validate_suite
+from bench.launch.suite import run_suite
 from tests.conftest import tiny_suite
 
 N_PACKED = 2

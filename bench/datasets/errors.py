@@ -1,5 +1,0 @@
-"""The loaders' one error type (lowest module of ``bench.datasets``: everything imports it)."""
-
-
-class DatasetError(ValueError):
-    """A dataset root is missing or malformed; the message names the expected layout."""

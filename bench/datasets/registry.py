@@ -1,6 +1,0 @@
-"""The dataset registry: ``@DATASETS.register("name")`` on a loader function
-``(root: Path | None, **params) -> SourceData``."""
-
-from bench.registry import Registry
-
-DATASETS = Registry("dataset")

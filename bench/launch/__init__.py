@@ -1,0 +1,1 @@
+"""Running a suite: local processes, a Ray cluster, GPU placement."""

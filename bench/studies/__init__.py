@@ -1,0 +1,1 @@
+"""Studies of one paper (not the generic framework)."""

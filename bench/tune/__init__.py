@@ -1,0 +1,1 @@
+"""Optuna studies: `bench tune` and the suite protocol's tuned rows."""
