@@ -10,6 +10,8 @@ import sys
 import pytest
 
 from bench.cli import main
+from bench.core.config import load_suite
+from bench.experiment.plan import expand
 from tests.conftest import ROOT, tiny_suite, write_suite
 
 TRAINING_STACK = (
@@ -42,7 +44,8 @@ def test_dry_run_imports_no_training_module(tmp_path):
     )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["rc"] == 0
-    assert "30 runs: 0 done, 30 to do" in proc.stdout
+    n = len(expand(load_suite(ROOT / "suites" / "quick.yaml")))  # every row x 3 seeds
+    assert f"{n} runs: 0 done, {n} to do" in proc.stdout
     loaded = set(result["modules"])
     assert {
         "bench.experiment.plan",

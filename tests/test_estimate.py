@@ -38,7 +38,8 @@ def test_quick_suite_estimate_skips_finished_runs_and_cached_teachers(tmp_path):
     teachers = [c for c in est.items if c.what == "teacher"]
     by_key = {c.key: c for c in est.items if c.what == "run"}
     assert [c.label for c in teachers] == ["digits T2 small_cnn"]
-    assert len(by_key) == 19 and done.key not in by_key  # 10 rows (2 teacher rows) x 2 - 1
+    rows = {r.meta.row for r in runs}  # quick.yaml's rows (two teacher rows), 2 seeds each
+    assert len(by_key) == 2 * len(rows) - 1 and done.key not in by_key
     # digits: 1797 images, 20% test, 10% of the rest validation -> 1293 train (20 batches of
     # 64), 646 in the second teacher's task (10 batches); quick.yaml: 4 and 15 epochs
     assert teachers[0].steps == 15 * 10
@@ -54,8 +55,9 @@ def test_quick_suite_estimate_skips_finished_runs_and_cached_teachers(tmp_path):
         if run.key in by_key:
             seeds.setdefault(run.meta.row, set()).add(round(by_key[run.key].seconds, 12))
     assert all(len(v) == 1 for v in seeds.values())
-    assert est.probes == 9  # 8 methods + one teacher recipe
-    assert est.total_steps == sum(c.steps for c in est.items) == 150 + 13 * 80
+    assert est.probes == len({r.meta.method for r in runs}) + 1  # methods + the teacher recipe
+    trained = [r for r in runs if r.key in by_key and r.meta.method not in ("teacher", "ensemble")]
+    assert est.total_steps == sum(c.steps for c in est.items) == 150 + len(trained) * 80
     assert math.isclose(est.total_seconds, sum(c.seconds for c in est.items))
     text = est.describe()
     assert "CPU-h" in text and f"{est.total_seconds / 3600:.4f} CPU-h" in text
