@@ -111,3 +111,22 @@ def test_flip_mirrors_every_image(flip, sign):
     out = views.train(x)
     steps = out[..., 1:] - out[..., :-1]
     assert bool((steps * sign >= -1e-6).all()) and bool((steps * sign > 1e-3).any())
+
+
+# Hand-made label vectors (unsorted, uneven, a singleton class, gaps in the class ids)
+# for the one stratified split that the image_folder split and the val carve share.
+CARVE_CASES = [
+    ([0, 1, 0, 1, 0, 1, 2, 2, 2, 2], 0.2, 0),
+    ([3, 3, 3, 0, 0, 7, 7, 7, 7, 7, 7, 0], 0.5, 1),
+    ([1] * 7 + [0] * 5 + [2], 0.3, 5),
+    ([4, 2, 4, 2, 4, 2, 4, 9, 9, 9, 9, 9, 9, 9, 9], 0.25, 11),
+]
+
+
+@pytest.mark.parametrize("labels, fraction, seed", CARVE_CASES)
+def test_stratified_carve_matches_the_image_folder_split(labels, fraction, seed):
+    from bench.data.datasets.common import stratified_split
+
+    old = stratified_split(labels, fraction, seed, "image_folder")
+    assert stratified_carve(labels, fraction, seed) == old
+    assert stratified_carve(torch.tensor(labels), fraction, seed) == old
