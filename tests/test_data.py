@@ -114,19 +114,18 @@ def test_flip_mirrors_every_image(flip, sign):
 
 
 # Hand-made label vectors (unsorted, uneven, a singleton class, gaps in the class ids)
-# for the one stratified split that the image_folder split and the val carve share.
+# and the indices the image_folder loader's own split (common.stratified_split, now gone)
+# gave them: the one split left, stratified_carve, gives the same.
 CARVE_CASES = [
-    ([0, 1, 0, 1, 0, 1, 2, 2, 2, 2], 0.2, 0),
-    ([3, 3, 3, 0, 0, 7, 7, 7, 7, 7, 7, 0], 0.5, 1),
-    ([1] * 7 + [0] * 5 + [2], 0.3, 5),
-    ([4, 2, 4, 2, 4, 2, 4, 9, 9, 9, 9, 9, 9, 9, 9], 0.25, 11),
+    ([0, 1, 0, 1, 0, 1, 2, 2, 2, 2], 0.2, 0, [4, 5, 6]),
+    ([3, 3, 3, 0, 0, 7, 7, 7, 7, 7, 7, 0], 0.5, 1, [0, 2, 3, 4, 8, 9, 10]),
+    ([1] * 7 + [0] * 5 + [2], 0.3, 5, [5, 6, 10, 11]),
+    ([4, 2, 4, 2, 4, 2, 4, 9, 9, 9, 9, 9, 9, 9, 9], 0.25, 11, [2, 3, 9, 12]),
 ]
 
 
-@pytest.mark.parametrize("labels, fraction, seed", CARVE_CASES)
-def test_stratified_carve_matches_the_image_folder_split(labels, fraction, seed):
-    from bench.data.datasets.common import stratified_split
-
-    old = stratified_split(labels, fraction, seed, "image_folder")
-    assert stratified_carve(labels, fraction, seed) == old
-    assert stratified_carve(torch.tensor(labels), fraction, seed) == old
+@pytest.mark.parametrize("labels, fraction, seed, carved", CARVE_CASES)
+def test_stratified_carve_keeps_the_old_image_folder_split(labels, fraction, seed, carved):
+    rest = [i for i in range(len(labels)) if i not in carved]
+    assert stratified_carve(labels, fraction, seed) == (rest, carved)
+    assert stratified_carve(torch.tensor(labels), fraction, seed) == (rest, carved)

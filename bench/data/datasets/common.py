@@ -187,25 +187,6 @@ def listing_labels(list_files, name: str):
 SKIP_NOTE = "counts before skip_corrupt drops unreadable files"
 
 
-def stratified_split(
-    labels: Sequence[int], test_fraction: float, seed: int, name: str
-) -> tuple[list[int], list[int]]:
-    """Per class, ``round(test_fraction * n_c)`` seeded picks go to test (both sorted)."""
-    if not 0.0 < test_fraction < 1.0:
-        raise DatasetError(f"{name}: test_fraction must be in (0, 1), got {test_fraction!r}")
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    train: list[int] = []
-    test: list[int] = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        k = int(round(test_fraction * len(idx)))
-        test.extend(idx[:k].tolist())
-        train.extend(idx[k:].tolist())
-    return sorted(train), sorted(test)
-
-
 def list_dirs(folder: Path) -> list[str]:
     """Sorted names of the non-hidden sub-folders."""
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))

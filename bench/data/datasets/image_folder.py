@@ -19,12 +19,12 @@ from bench.data.datasets.common import (
     resolve_root,
     resolve_source,
     source,
-    stratified_split,
 )
 from bench.data.datasets.errors import DatasetError
 from bench.data.datasets.memory import file_images
 from bench.data.datasets.params import Channels, OpenFraction, PerClass, Size
 from bench.data.datasets.registry import DATASETS
+from bench.data.splits import stratified_carve
 
 _EXTS = " ".join(sorted(IMAGE_EXTENSIONS))
 FOLDER_LAYOUT = f"train/<class>/<image> and test/<class>/<image>, or <class>/<image> ({_EXTS})"
@@ -116,7 +116,9 @@ def folder_files(
         test = _scan(name, root / "test", classes, allow_empty=True)
     else:
         files, labels = _scan(name, root, classes, allow_empty=False)
-        tr, te = stratified_split(labels, test_fraction, split_seed, name)
+        if not 0.0 < test_fraction < 1.0:
+            raise DatasetError(f"{name}: test_fraction must be in (0, 1), got {test_fraction!r}")
+        tr, te = stratified_carve(labels, test_fraction, split_seed)
         train = [files[i] for i in tr], [labels[i] for i in tr]
         test = [files[i] for i in te], [labels[i] for i in te]
     kept = []
