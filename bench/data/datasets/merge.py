@@ -3,6 +3,7 @@ in part order, one natural teacher task per part (``tasks: natural``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from bench.data.datasets.base import LabelListing, SourceData
@@ -42,15 +43,11 @@ class Merge(Dataset, name="merge"):
             groups.append(list(range(start, start + src.num_classes)))
             names += [f"{part['name']}/{c}" for c in src.class_names]
             start += src.num_classes
-        return SourceData(
+        return dataclasses.replace(  # the first part's channels, size, views, mean, std
+            first,
             train=concat_images([s.train for s in sources], offsets),
             test=concat_images([s.test for s in sources], offsets),
             class_names=names,
-            channels=first.channels,
-            load_size=first.load_size,
-            augment=first.augment,
-            mean=first.mean,
-            std=first.std,
             groups=groups,
         )
 
