@@ -62,15 +62,15 @@ class SealedSplit(LabelledImages):
 @pytest.fixture
 def sealed_digits():
     from bench.data.datasets import DATASETS
-    from bench.data.datasets.digits import digits
+    from bench.data.datasets.digits import Digits
     from bench.data.prepare import _load_source_cached
 
-    def loader(root=None, **params):
-        source = digits(root, **params)
-        source.test = SealedSplit()
-        return source
+    class SealedDigits(Digits, name="digits_sealed_test"):
+        def load(self, root, p):
+            source = super().load(root, p)
+            source.test = SealedSplit()
+            return source
 
-    DATASETS.register("digits_sealed_test")(loader)
     yield "digits_sealed_test"
     DATASETS._items.pop("digits_sealed_test", None)
     _load_source_cached.cache_clear()

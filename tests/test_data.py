@@ -111,3 +111,21 @@ def test_flip_mirrors_every_image(flip, sign):
     out = views.train(x)
     steps = out[..., 1:] - out[..., :-1]
     assert bool((steps * sign >= -1e-6).all()) and bool((steps * sign > 1e-3).any())
+
+
+# Hand-made label vectors (unsorted, uneven, a singleton class, gaps in the class ids)
+# and the indices the image_folder loader's own split (common.stratified_split, now gone)
+# gave them: the one split left, stratified_carve, gives the same.
+CARVE_CASES = [
+    ([0, 1, 0, 1, 0, 1, 2, 2, 2, 2], 0.2, 0, [4, 5, 6]),
+    ([3, 3, 3, 0, 0, 7, 7, 7, 7, 7, 7, 0], 0.5, 1, [0, 2, 3, 4, 8, 9, 10]),
+    ([1] * 7 + [0] * 5 + [2], 0.3, 5, [5, 6, 10, 11]),
+    ([4, 2, 4, 2, 4, 2, 4, 9, 9, 9, 9, 9, 9, 9, 9], 0.25, 11, [2, 3, 9, 12]),
+]
+
+
+@pytest.mark.parametrize("labels, fraction, seed, carved", CARVE_CASES)
+def test_stratified_carve_keeps_the_old_image_folder_split(labels, fraction, seed, carved):
+    rest = [i for i in range(len(labels)) if i not in carved]
+    assert stratified_carve(labels, fraction, seed) == (rest, carved)
+    assert stratified_carve(torch.tensor(labels), fraction, seed) == (rest, carved)

@@ -117,7 +117,8 @@ def test_image_folder_split_printed_is_the_split_prepared(tmp_path, capsys, limi
     assert "T1  2 classes" in out and "3:dog, 0:airplane" in out
     assert "round(0.25 x n) per class" in out and "split_seed 7" in out
     # the pure plan equals what prepare built, class by class
-    listing = DATASETS.get("cifar10").list_labels(root=str(root), **params)
+    cifar = DATASETS.get("cifar10")
+    listing = cifar.list_labels(str(root), cifar.parse(params))
     plan = plan_splits(cfg.tasks, listing.class_names, listing.train, listing.test, 0.25, 7, None)
     assert plan.tasks() == prepare(cfg).split_plan().tasks()
     if limit:

@@ -113,7 +113,8 @@ def test_cub200_as_the_tarball_unpacks(tmp_path, given):
     assert src.class_names == CUB_CLASSES
     assert pairs_of(src.train) == train and pairs_of(src.test) == test
     assert (len(train), len(test)) == (8, 4)
-    listing = DATASETS.get("cub200").list_files(root)
+    cub = DATASETS.get("cub200")
+    listing = cub.list_files(root, cub.parse({}))
     assert listing.root == tmp_path / "data" / "CUB_200_2011"
     assert [(str(p), y) for p, y in listing.train] == train
 
@@ -190,7 +191,8 @@ def test_dogs_both_list_places(tmp_path, lists_in):
     want = torch.tensor([COLOURS[int(y)] for y in small.train.labels], dtype=torch.float)
     assert torch.allclose(means, want, atol=8)
     where = "at the top level" if lists_in == "top" else "in lists/"
-    assert where in DATASETS.get("stanford_dogs").list_files(root).layout
+    dogs = DATASETS.get("stanford_dogs")
+    assert where in dogs.list_files(root, dogs.parse({})).layout
 
 
 def test_dogs_lists_in_both_places(tmp_path):
@@ -210,7 +212,8 @@ def test_dogs_lists_in_both_places(tmp_path):
         "differ: keep one set of split lists (the top level, as lists.tar unpacks them, or lists/)"
     )
     with pytest.raises(DatasetError, match="differ"):
-        DATASETS.get("stanford_dogs").check_layout(root)
+        dogs = DATASETS.get("stanford_dogs")
+        dogs.check_layout(root, dogs.parse({}))
 
 
 def test_dogs_missing_list_file(tmp_path, capsys):

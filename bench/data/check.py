@@ -21,14 +21,15 @@ SHOWN = 3  # class names shown from each end; files named per problem
 
 def checkable() -> list[str]:
     """The datasets whose loader lists its files without decoding."""
-    return [n for n in DATASETS.names() if hasattr(DATASETS.get(n), "list_files")]
+    return [n for n in DATASETS.names() if DATASETS.get(n).lists_files()]
 
 
 def listing(name: str, root: str | Path | None, params: dict | None = None) -> Listing:
     if name not in checkable():
         raise DatasetError(f"data check: {name!r} cannot be checked (checkable: "
                            f"{', '.join(checkable())})")  # fmt: skip
-    return DATASETS.get(name).list_files(root, **(params or {}))
+    loader = DATASETS.get(name)
+    return loader.list_files(root, loader.parse(params or {}))
 
 
 def check_data(

@@ -168,6 +168,7 @@ def _file_loader(
     )
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as any loader
 class EpochBatches:
     """The training batches of one run, iterated once per epoch, as ``(images, labels,
     indices)``.
@@ -178,31 +179,27 @@ class EpochBatches:
     starting again each one. ``pin_memory``: batches in page-locked memory (for a CUDA
     copy)."""
 
-    def __init__(
-        self,
-        images: LabelledImages,
-        batch_size: int,
-        shuffle: bool,
-        generator: torch.Generator | None = None,
-        drop_last: bool = False,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-    ) -> None:
-        self.images, self.batch_size, self.shuffle = images, batch_size, shuffle
-        self.generator, self.drop_last = generator, drop_last
-        self.pin_memory = pin_memory
+    images: LabelledImages
+    batch_size: int
+    shuffle: bool
+    generator: torch.Generator | None = None
+    drop_last: bool = False
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+
+    def __post_init__(self) -> None:
         self._loader = None
-        if not isinstance(images, TensorImages | MappedImages):
+        if not isinstance(self.images, TensorImages | MappedImages):
             self._loader = _file_loader(
-                IndexedImages(images),
-                batch_size,
-                shuffle,
-                generator,
-                drop_last and len(images) >= batch_size,
-                num_workers,
-                pin_memory,
-                persistent_workers,
+                IndexedImages(self.images),
+                self.batch_size,
+                self.shuffle,
+                self.generator,
+                self.drop_last and len(self.images) >= self.batch_size,
+                self.num_workers,
+                self.pin_memory,
+                self.persistent_workers,
             )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:

@@ -102,18 +102,13 @@ def _listing(ds: DatasetConfig, cache: dict[str, LabelListing | str]) -> LabelLi
     dataset identity: columns that share a dataset list it once)."""
     key = json.dumps([ds.name, ds.root, ds.params], sort_keys=True, default=str)
     if key not in cache:
-        hook = getattr(DATASETS.get(ds.name), "list_labels", None)
-        if hook is None:
-            cache[key] = (
-                f"loader {ds.name!r} has no label listing (list_labels); it loads at run time"
-            )
-        else:
-            try:
-                cache[key] = hook(root=ds.root, **ds.params)
-            except NotListed as exc:
-                cache[key] = f"{exc}; counted when the run loads it"
-            except (DatasetError, OSError) as exc:
-                cache[key] = f"cannot list the labels: {exc}"
+        loader = DATASETS.get(ds.name)
+        try:
+            cache[key] = loader.list_labels(ds.root, loader.parse(ds.params))
+        except NotListed as exc:
+            cache[key] = f"{exc}; counted when the run loads it"
+        except (DatasetError, OSError) as exc:
+            cache[key] = f"cannot list the labels: {exc}"
     return cache[key]
 
 

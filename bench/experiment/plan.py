@@ -43,20 +43,26 @@ from bench.experiment.protocol import StudyPlan, read_best, study_config
 
 def counts_tasks(ds: DatasetConfig) -> bool:
     """Whether :func:`num_tasks` answers without loading the data: always, except for
-    ``tasks: natural`` with a loader that has no ``natural_tasks`` counter."""
-    return ds.tasks != "natural" or hasattr(DATASETS.get(ds.name), "natural_tasks")
+    ``tasks: natural`` with a loader whose ``natural_tasks`` cannot tell."""
+    return ds.tasks != "natural" or _natural_tasks(ds) is not None
+
+
+def _natural_tasks(ds: DatasetConfig) -> int | None:
+    """The loader's ``natural_tasks`` count (None: only its loaded data tells)."""
+    loader = DATASETS.get(ds.name)
+    return loader.natural_tasks(loader.parse(ds.params, lenient=True))
 
 
 def num_tasks(ds: DatasetConfig) -> int:
     """Teacher tasks of a dataset. ``natural`` asks the loader's ``natural_tasks`` counter;
-    a loader without one has to load its data (the one lazy import of the data stack
+    a loader that cannot tell has to load its data (the one lazy import of the data stack
     here: planning never needs it otherwise, :func:`counts_tasks`)."""
     if ds.tasks == "halves":
         return 2
     if ds.tasks == "natural":
-        counter = getattr(DATASETS.get(ds.name), "natural_tasks", None)
-        if counter is not None:  # the loader can tell without loading the data
-            return counter(**ds.params)
+        counted = _natural_tasks(ds)
+        if counted is not None:  # the loader can tell without loading the data
+            return counted
         from bench.data.prepare import load_source
 
         groups = load_source(ds).groups

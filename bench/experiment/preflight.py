@@ -62,31 +62,26 @@ def check_params(factory, params: dict[str, Any], where: str, skip: tuple[str, .
 
 
 def check_dataset(name: str, root: str | None, params: dict[str, Any], where: str) -> None:
-    """Params typed against the loader; then its layout check (a listing, no decode)."""
+    """Params typed against the loader's model; the datasets it is made of (a merge's
+    parts), each checked alike; then its layout check (a listing, no decode)."""
     loader = DATASETS.get(name)
-    check_params(loader, params, f"{where}.params", skip=("root",))
-    if name == "merge":
-        for j, part in enumerate(params.get("parts") or []):
-            part_name = part.get("name")
-            if part_name not in DATASETS:
-                known = ", ".join(DATASETS.names())
-                raise ConfigError(
-                    f"{where}.params.parts.{j}.name: unknown dataset {part_name!r} (known: {known})"
-                )
-            if part_name != "merge":  # the loader names a merge in a merge
-                check_dataset(
-                    part["name"],
-                    part.get("root"),
-                    part.get("params") or {},
-                    f"{where}.params.parts.{j}",
-                )
-        return
-    layout = getattr(loader, "check_layout", None)
-    if layout is None:
-        return
+    try:
+        p = loader.validate(params)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "", f"{where}.params")) from None
+    for j, part in enumerate(loader.parts(p)):
+        part_name = part.get("name")
+        if part_name not in DATASETS:
+            known = ", ".join(DATASETS.names())
+            raise ConfigError(
+                f"{where}.params.parts.{j}.name: unknown dataset {part_name!r} (known: {known})"
+            )
+        check_dataset(
+            part_name, part.get("root"), part.get("params") or {}, f"{where}.params.parts.{j}"
+        )
     key = "params.archive" if root is None and params.get("archive") else "root"
     try:
-        layout(root, **params)
+        loader.check_layout(root, p)
         warning = count_warning(name, root, params)
     except DatasetError as exc:
         raise ConfigError(f"{where}.{key}: {exc}") from None
@@ -101,9 +96,9 @@ def count_warning(name: str, root: str | None, params: dict[str, Any]) -> str | 
     from bench.data.datasets.manifest import OFFICIAL, compare, official
 
     loader = DATASETS.get(name)
-    if name not in OFFICIAL or not hasattr(loader, "list_files"):
+    if name not in OFFICIAL or not loader.lists_files():
         return None
-    listing = loader.list_files(root, **params)
+    listing = loader.list_files(root, loader.parse(params))
     verdict, details = compare(listing.counts(), official(name, **params))
     if verdict == "complete":
         return None

@@ -1,4 +1,5 @@
-"""Dataset loaders. Importing this package registers every built-in loader."""
+"""Dataset loaders, one class per dataset (:mod:`bench.data.datasets.loader` says how to
+add one). Importing this package registers every built-in loader."""
 
 from bench.data.datasets import (  # noqa: F401  (registers loaders)
     cifar10,
@@ -21,18 +22,27 @@ from bench.data.datasets.base import (
     TensorImages,
 )
 from bench.data.datasets.errors import DatasetError
+from bench.data.datasets.image_folder import FolderDataset, FolderParams
+from bench.data.datasets.loader import Dataset, FileDataset
 from bench.data.datasets.mapped import MappedImages
+from bench.data.datasets.params import FileParams, Params
 from bench.data.datasets.registry import DATASETS
 
 __all__ = [
     "DATASETS",
     "AugmentDefaults",
+    "Dataset",
     "DatasetError",
+    "FileDataset",
     "FileImages",
+    "FileParams",
+    "FolderDataset",
+    "FolderParams",
     "LabelListing",
     "LabelledImages",
     "NotListed",
     "MappedImages",
+    "Params",
     "SourceData",
     "TensorImages",
 ]

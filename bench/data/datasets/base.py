@@ -1,8 +1,8 @@
 """What a dataset loader returns: labelled images at a fixed load size, plus defaults.
 
-A loader is a function registered in ``bench.data.datasets.DATASETS`` by name. It takes the
-``root`` (a local path or ``None``) and its loader-specific ``params`` and returns a
-:class:`SourceData`. Everything after that (validation carve-out, teacher tasks, union
+A loader (:class:`bench.data.datasets.loader.Dataset`) is registered in
+``bench.data.datasets.DATASETS`` by name. It takes the ``root`` (a local path or ``None``)
+and its loader-specific ``params`` and returns a :class:`SourceData`. Everything after that (validation carve-out, teacher tasks, union
 label order, views) is shared code in ``bench.data.prepare``.
 """
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,11 +16,11 @@ from bench.data.datasets.archive import check_archive, unpack_archive
 from bench.data.datasets.base import (
     AugmentDefaults,
     LabelledImages,
-    LabelListing,
     SourceData,
     TensorImages,
 )
 from bench.data.datasets.errors import DatasetError
+from bench.data.datasets.params import FileParams
 
 DATA_ENV = "KA_BENCH_DATA"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
@@ -161,49 +163,7 @@ def limited_labels(labels: Sequence[int], n: int | None, seed: int, name: str) -
     return [int(labels[i]) for i in limit_per_class(labels, n, seed, name)]
 
 
-def listing_labels(list_files, name: str):
-    """A ``list_labels`` hook from a loader's ``list_files`` (its split lists, no decode),
-    with the loader's per-class limits."""
-
-    def list_labels(
-        root=None,
-        split_seed: int = 0,
-        train_per_class: int | None = None,
-        test_per_class: int | None = None,
-        skip_corrupt: bool = False,
-        **params,
-    ) -> LabelListing:
-        listing = list_files(root, **params)
-        return LabelListing(
-            listing.class_names,
-            limited_labels([y for _, y in listing.train], train_per_class, split_seed, name),
-            limited_labels([y for _, y in listing.test], test_per_class, split_seed, name),
-            note=SKIP_NOTE if skip_corrupt else None,
-        )
-
-    return list_labels
-
-
 SKIP_NOTE = "counts before skip_corrupt drops unreadable files"
-
-
-def stratified_split(
-    labels: Sequence[int], test_fraction: float, seed: int, name: str
-) -> tuple[list[int], list[int]]:
-    """Per class, ``round(test_fraction * n_c)`` seeded picks go to test (both sorted)."""
-    if not 0.0 < test_fraction < 1.0:
-        raise DatasetError(f"{name}: test_fraction must be in (0, 1), got {test_fraction!r}")
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    train: list[int] = []
-    test: list[int] = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        k = int(round(test_fraction * len(idx)))
-        test.extend(idx[:k].tolist())
-        train.extend(idx[k:].tolist())
-    return sorted(train), sorted(test)
 
 
 def list_dirs(folder: Path) -> list[str]:
@@ -245,14 +205,22 @@ def resize_square(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.T
     return out
 
 
-def tensor_split(
-    data, targets, limit: int | None, seed: int, load_size: int, channels: int, name: str
-) -> TensorImages:
-    """In-memory uint8 images (N x H x W, or N x H x W x C) to a TensorImages at the load
-    size, keeping ``limit`` per class (see ``limit_per_class``)."""
-    images = torch.as_tensor(data)
-    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
-    labels = torch.as_tensor(targets, dtype=torch.long)
-    keep = torch.as_tensor(limit_per_class(labels.tolist(), limit, seed, name), dtype=torch.long)
-    images = to_channels(images[keep].contiguous(), channels)
-    return TensorImages(resize_square(images, load_size), labels[keep])
+@dataclass
+class TensorSplit:
+    """One split as a dataset's own format holds it in memory: uint8 images (N x H x W,
+    or N x H x W x C) and their labels; ``name`` (the loader's) for messages."""
+
+    name: str
+    data: Any
+    targets: Any
+
+    def limited(self, limit: int | None, p: FileParams, load_size: int) -> TensorImages:
+        """A TensorImages at the load size and ``p.channels``, keeping ``limit`` per class
+        (:func:`limit_per_class`, seeded by ``p.split_seed``)."""
+        images = torch.as_tensor(self.data)
+        images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+        labels = torch.as_tensor(self.targets, dtype=torch.long)
+        keep = limit_per_class(labels.tolist(), limit, p.split_seed, self.name)
+        keep = torch.as_tensor(keep, dtype=torch.long)
+        images = to_channels(images[keep].contiguous(), p.channels)
+        return TensorImages(resize_square(images, load_size), labels[keep])

@@ -4,54 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.data.datasets.base import Listing, SourceData
-from bench.data.datasets.common import (
-    check_sizes,
-    layout_error,
-    listing_labels,
-    resolve_root,
-)
+from bench.data.datasets.base import Listing
+from bench.data.datasets.common import layout_error, resolve_root
 from bench.data.datasets.errors import DatasetError
-from bench.data.datasets.memory import listed_source
-from bench.data.datasets.params import Channels, PerClass, Size
-from bench.data.datasets.registry import DATASETS
+from bench.data.datasets.loader import FileDataset
+from bench.data.datasets.params import FileParams
 
 REQUIRED = ("images.txt", "image_class_labels.txt", "train_test_split.txt")
 EXPECTED = ", ".join(REQUIRED) + ", images/ (classes.txt optional)"
 
 
-@DATASETS.register("cub200")
-def cub200(
-    root=None,
-    image_size: Size = 224,
-    load_size: Size | None = None,
-    channels: Channels = 3,
-    in_memory: bool | None = None,
-    skip_corrupt: bool = False,
-    split_seed: int = 0,
-    train_per_class: PerClass | None = None,
-    test_per_class: PerClass | None = None,
-) -> SourceData:
+class Cub200(FileDataset, name="cub200"):
     """CUB-200-2011 birds, 200 classes, the official train/test split.
 
     Classes in class-id order. ``root`` is the ``CUB_200_2011`` folder (or its parent, where
     ``CUB_200_2011.tgz`` was unpacked)."""
-    load_size = check_sizes("cub200", image_size, load_size, channels)
-    listing = list_files(root)
-    return listed_source(
-        listing,
-        load_size=load_size,
-        channels=channels,
-        image_size=image_size,
-        train_per_class=train_per_class,
-        test_per_class=test_per_class,
-        split_seed=split_seed,
-        skip_corrupt=skip_corrupt,
-        in_memory=in_memory,
-    )
+
+    def list_files(self, root, p: FileParams) -> Listing:
+        return list_files(root)
+
+    def check_layout(self, root, p: FileParams) -> None:
+        _locate(resolve_root("cub200", root, "CUB_200_2011"))
 
 
-def list_files(root=None, **_) -> Listing:
+def list_files(root) -> Listing:
     """The official index files read into (file, label) pairs (no decode)."""
     root = _locate(resolve_root("cub200", root, "CUB_200_2011"))
     paths = _table(root / "images.txt")
@@ -126,8 +102,3 @@ def _class_names(root, ids, paths, labels, num_classes) -> list[str]:
     for i in ids:
         names[labels[i] - 1] = Path(paths[i]).parent.name or names[labels[i] - 1]
     return names
-
-
-cub200.list_files = list_files
-cub200.list_labels = listing_labels(list_files, "cub200")
-cub200.check_layout = lambda root=None, **_: _locate(resolve_root("cub200", root, "CUB_200_2011"))

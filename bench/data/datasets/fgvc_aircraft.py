@@ -7,17 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from bench.data.datasets.base import Listing, SourceData
-from bench.data.datasets.common import (
-    check_sizes,
-    layout_error,
-    listing_labels,
-    resolve_root,
-)
+from bench.data.datasets.base import Listing
+from bench.data.datasets.common import layout_error, resolve_root
 from bench.data.datasets.errors import DatasetError
-from bench.data.datasets.memory import listed_source
-from bench.data.datasets.params import Channels, PerClass, Size
-from bench.data.datasets.registry import DATASETS
+from bench.data.datasets.loader import FileDataset
+from bench.data.datasets.params import FileParams
 
 FOLDER = "fgvc-aircraft-2013b"
 LEVELS = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "manufacturers.txt"}
@@ -31,44 +25,31 @@ def _expected(level: str, train_split: str) -> str:
     )
 
 
-@DATASETS.register("fgvc_aircraft")
-def fgvc_aircraft(
-    root=None,
-    image_size: Size = 224,
-    load_size: Size | None = None,
-    channels: Channels = 3,
-    in_memory: bool | None = None,
-    skip_corrupt: bool = False,
-    annotation_level: Literal["variant", "family", "manufacturer"] = "variant",
-    train_split: Literal["trainval", "train"] = "trainval",
-    split_seed: int = 0,
-    train_per_class: PerClass | None = None,
-    test_per_class: PerClass | None = None,
-) -> SourceData:
+class FgvcAircraft(FileDataset, name="fgvc_aircraft"):
     """FGVC-Aircraft 2013b, 100 variants, trains on trainval and tests on test.
 
     ``annotation_level`` family (70) or manufacturer (30) instead; classes in the order of
     the release's list; ``train_split: train`` leaves val out. Images keep their copyright
     banner (as torchvision serves them)."""
-    name = "fgvc_aircraft"
-    load_size = check_sizes(name, image_size, load_size, channels)
-    listing = list_files(root, annotation_level, train_split)
-    return listed_source(
-        listing,
-        load_size=load_size,
-        channels=channels,
-        image_size=image_size,
-        train_per_class=train_per_class,
-        test_per_class=test_per_class,
-        split_seed=split_seed,
-        skip_corrupt=skip_corrupt,
-        in_memory=in_memory,
-    )
+
+    class Params(FileParams):
+        annotation_level: Literal["variant", "family", "manufacturer"] = "variant"
+        train_split: Literal["trainval", "train"] = "trainval"
+
+    def list_files(self, root, p: Params) -> Listing:
+        return list_files(root, p.annotation_level, p.train_split)
+
+    def check_layout(self, root, p: Params) -> None:
+        """Pre-run check: the release's folders and list files exist (nothing is read)."""
+        if p.annotation_level not in LEVELS or p.train_split not in ("trainval", "train"):
+            return  # the loader names these errors
+        expected = _expected(p.annotation_level, p.train_split)
+        _torchvision_root(
+            resolve_root("fgvc_aircraft", root, FOLDER), p.annotation_level, p.train_split, expected
+        )
 
 
-def list_files(
-    root=None, annotation_level: str = "variant", train_split: str = "trainval", **_
-) -> Listing:
+def list_files(root, annotation_level: str = "variant", train_split: str = "trainval") -> Listing:
     """The release's list files read (by torchvision) into (file, label) pairs (no decode)."""
     name = "fgvc_aircraft"
     if annotation_level not in LEVELS:
@@ -117,20 +98,3 @@ def _torchvision_root(root: Path, level: str, train_split: str, expected: str) -
         if base.name == FOLDER and all((base / "data" / f).exists() for f in need):
             return tv_root
     raise layout_error("fgvc_aircraft", root, "FGVC-Aircraft", expected)
-
-
-def _check_layout(
-    root=None, annotation_level: str = "variant", train_split: str = "trainval", **_
-) -> None:
-    """Pre-run check: the release's folders and list files exist (nothing is read)."""
-    if annotation_level not in LEVELS or train_split not in ("trainval", "train"):
-        return  # the loader names these errors
-    expected = _expected(annotation_level, train_split)
-    _torchvision_root(
-        resolve_root("fgvc_aircraft", root, FOLDER), annotation_level, train_split, expected
-    )
-
-
-fgvc_aircraft.list_files = list_files
-fgvc_aircraft.list_labels = listing_labels(list_files, "fgvc_aircraft")
-fgvc_aircraft.check_layout = _check_layout

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from bench.core.atomic import atomic_write
-from bench.data.datasets.base import LabelledImages
+from bench.data.datasets.base import FileImages, LabelledImages, TensorImages
+from bench.data.datasets.errors import DatasetError
 
 
 class MappedImages(LabelledImages):
@@ -108,3 +109,19 @@ def open_mapped(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     except (OSError, ValueError):
         return None
     return array if array.dtype == np.uint8 and array.shape == tuple(shape) else None
+
+
+def concat_images(splits: list[LabelledImages], offsets: list[int]) -> LabelledImages:
+    """One split from several, labels shifted by each part's class offset."""
+    labels = torch.cat([s.labels + off for s, off in zip(splits, offsets)])
+    if all(isinstance(s, TensorImages) for s in splits):
+        return TensorImages(torch.cat([s.images for s in splits]), labels)
+    if all(isinstance(s, MappedImages) for s in splits):
+        return MappedImages.concat(splits, labels)
+    if all(isinstance(s, FileImages) for s in splits):
+        first = splits[0]
+        paths = [p for s in splits for p in s.paths]
+        return FileImages(paths, labels, first.load_size, first.channels, first.skip_corrupt)
+    raise DatasetError(
+        "merge: parts mix in-memory, memory-mapped and file-backed images; set in_memory alike"
+    )

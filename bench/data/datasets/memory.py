@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,133 +21,135 @@ from PIL import Image
 import bench.data.datasets.decode as decode
 from bench.core.atomic import atomic_torch_save, atomic_write
 from bench.core.progress import bar
-from bench.data.datasets.base import FileImages, LabelledImages, Listing, SourceData, TensorImages
+from bench.data.datasets.base import FileImages, LabelledImages, SourceData, TensorImages
 from bench.data.datasets.cache import cache_dir
-from bench.data.datasets.common import limit_per_class, source
+from bench.data.datasets.common import source
 from bench.data.datasets.errors import DatasetError
 from bench.data.datasets.mapped import MappedImages, open_mapped, write_npy_stream
+from bench.data.datasets.params import FileParams
 
 log = logging.getLogger(__name__)
 _CACHE_VERSION = "1"
 
 
-def file_images(
-    name: str,
-    split: str,
-    paths: Sequence[Path | str],
-    labels: Sequence[int],
-    load_size: int,
-    channels: int,
-    skip_corrupt: bool,
-    in_memory: bool | None,
-) -> LabelledImages:
+@dataclass(frozen=True)
+class FileSplit:
+    """One split's image files and labels, and how to decode them; ``name`` and ``split``
+    name the split in messages and in its cache files."""
+
+    name: str
+    split: str
+    paths: list[str]
+    labels: list[int]
+    load_size: int
+    channels: int
+    skip_corrupt: bool
+
+    def cache_stem(self) -> Path:
+        """``$KA_BENCH_CACHE/decoded/<name>-<split>-<size>px-<c>c-<key>``, keyed by the
+        files' paths, sizes and mtimes (an image file that changes is decoded again)."""
+        key = _cache_key(self.name, self.paths, self.load_size, self.channels, self.skip_corrupt)
+        return cache_dir("decoded") / (
+            f"{self.name}-{self.split}-{self.load_size}px-{self.channels}c-{key}"
+        )
+
+    def shape(self) -> tuple[int, int, int, int]:
+        return len(self.paths), self.channels, self.load_size, self.load_size
+
+    def kept_labels(self, kept) -> torch.Tensor:
+        """The labels of the rows in ``kept`` (the files that decoded); warns of the rest."""
+        _warn_skipped(self.name, self.split, len(self.paths) - len(kept), len(self.paths))
+        return torch.as_tensor(self.labels, dtype=torch.long)[torch.as_tensor(kept)]
+
+    def corrupt(self, exc: DatasetError) -> DatasetError:
+        return DatasetError(f"{self.name}: {exc} (skip_corrupt: true skips such files)")
+
+
+def file_images(files: FileSplit, in_memory: bool | None) -> LabelledImages:
     """A split from files. ``in_memory``: True decodes it into memory, False reads the files
     per batch; None (default) decodes small images (``load_size <= 64``) into memory and
     larger ones once into a memory-mapped disk cache (files per batch when the cache
     folder has no room for it)."""
-    paths = [str(p) for p in paths]
-    if in_memory is None and load_size > 64:
-        mapped = mapped_images(name, split, paths, labels, load_size, channels, skip_corrupt)
+    if in_memory is None and files.load_size > 64:
+        mapped = mapped_images(files)
         if mapped is not None:
             return mapped
         in_memory = False
     if in_memory is None or in_memory:
-        return decoded_images(name, split, paths, labels, load_size, channels, skip_corrupt)
-    if skip_corrupt:  # lazy split: check every file now (PIL verify), once
-        ok = [
-            i
-            for i, p in enumerate(bar(paths, desc=f"{name} {split}: verify", unit="img"))
-            if _verifies(p)
-        ]
-        _warn_skipped(name, split, len(paths) - len(ok), len(paths))
+        return decoded_images(files)
+    paths, labels = files.paths, files.labels
+    if files.skip_corrupt:  # lazy split: check every file now (PIL verify), once
+        desc = f"{files.name} {files.split}: verify"
+        ok = [i for i, p in enumerate(bar(paths, desc=desc, unit="img")) if _verifies(p)]
+        _warn_skipped(files.name, files.split, len(paths) - len(ok), len(paths))
         paths, labels = [paths[i] for i in ok], [labels[i] for i in ok]
-    return FileImages(paths, labels, load_size, channels, skip_corrupt)
+    return FileImages(paths, labels, files.load_size, files.channels, files.skip_corrupt)
 
 
-def decoded_images(
-    name: str,
-    split: str,
-    paths: list[str],
-    labels: Sequence[int],
-    load_size: int,
-    channels: int,
-    skip_corrupt: bool,
-) -> TensorImages:
+def decoded_images(files: FileSplit) -> TensorImages:
     """Decode every file once into a uint8 tensor, reusing a cache keyed by the files."""
-    key = _cache_key(name, paths, load_size, channels, skip_corrupt)
-    path = cache_dir("decoded") / f"{name}-{split}-{load_size}px-{channels}c-{key}.pt"
-    blob = _read_cache(path, len(paths), load_size, channels)
+    path = Path(f"{files.cache_stem()}.pt")
+    blob = _read_cache(path, len(files.paths), files.load_size, files.channels)
     if blob is None:
-        images, kept = _decode_all(name, split, paths, load_size, channels, skip_corrupt)
+        images, kept = _decode_all(files)
         _write_cache(path, {"images": images, "kept": kept})
     else:
         images, kept = blob["images"], blob["kept"]
-    _warn_skipped(name, split, len(paths) - len(kept), len(paths))
-    return TensorImages(images, torch.as_tensor(list(labels), dtype=torch.long)[kept])
+    return TensorImages(images, files.kept_labels(kept))
 
 
-def mapped_images(
-    name: str,
-    split: str,
-    paths: list[str],
-    labels: Sequence[int],
-    load_size: int,
-    channels: int,
-    skip_corrupt: bool,
-) -> MappedImages | None:
-    """Decode every file once into ``$KA_BENCH_CACHE/decoded/<...>-<key>.npy`` (keyed by the
-    files' paths, sizes and mtimes, like the in-memory cache) and map it read-only; the
-    ``.kept.npy`` beside it lists the rows that decoded. None when the folder lacks room."""
-    key = _cache_key(name, paths, load_size, channels, skip_corrupt)
-    stem = cache_dir("decoded") / f"{name}-{split}-{load_size}px-{channels}c-{key}"
+def mapped_images(files: FileSplit) -> MappedImages | None:
+    """Decode every file once into ``<cache stem>.npy`` (:meth:`FileSplit.cache_stem`, like
+    the in-memory cache) and map it read-only; the ``.kept.npy`` beside it lists the rows
+    that decoded. None when the folder lacks room."""
+    stem = files.cache_stem()
     images_path, kept_path = Path(f"{stem}.npy"), Path(f"{stem}.kept.npy")
-    shape = (len(paths), channels, load_size, load_size)
-    kept = _read_kept(kept_path, len(paths))
-    if kept is None or open_mapped(images_path, shape) is None:
-        need = int(np.prod(shape))
-        folder = images_path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(folder).free
-        if free < need * 1.05 + 2**26:
-            log.warning(
-                "%s %s: %.1f GB decoded cache does not fit in %s (%.1f GB free): reading the "
-                "image files per batch instead",
-                name, split, need / 1e9, folder, free / 1e9,
-            )  # fmt: skip
+    kept = _read_kept(kept_path, len(files.paths))
+    if kept is None or open_mapped(images_path, files.shape()) is None:
+        if not _room_for(files, images_path.parent):
             return None
         found: list[int] = []
-        rows = _decode_rows(name, split, paths, load_size, channels, skip_corrupt, found)
-        write_npy_stream(images_path, shape, rows)
+        write_npy_stream(images_path, files.shape(), _decode_rows(files, found))
         kept = np.asarray(found, dtype=np.int64)
         _save_npy(kept_path, kept)
-    _warn_skipped(name, split, len(paths) - len(kept), len(paths))
-    labels = torch.as_tensor(list(labels), dtype=torch.long)[torch.from_numpy(kept)]
-    return MappedImages([images_path], labels, row=kept)
+    return MappedImages([images_path], files.kept_labels(torch.from_numpy(kept)), row=kept)
 
 
-def _decode_rows(
-    name, split, paths, load_size, channels, skip_corrupt, kept: list[int], chunk: int = 256
-) -> Iterator[np.ndarray]:
+def _room_for(files: FileSplit, folder: Path) -> bool:
+    """Whether ``folder`` has room for the split's decoded cache (warns when not)."""
+    need = int(np.prod(files.shape()))
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < need * 1.05 + 2**26:
+        log.warning(
+            "%s %s: %.1f GB decoded cache does not fit in %s (%.1f GB free): reading the "
+            "image files per batch instead",
+            files.name, files.split, need / 1e9, folder, free / 1e9,
+        )  # fmt: skip
+        return False
+    return True
+
+
+def _decode_rows(files: FileSplit, kept: list[int], chunk: int = 256) -> Iterator[np.ndarray]:
     """Every file decoded in order (threads: PIL decodes without the GIL); a file that
     does not decode is a blank row, left out of ``kept``, or an error."""
-    blank = np.zeros((channels, load_size, load_size), dtype=np.uint8)
+    blank = np.zeros(files.shape()[1:], dtype=np.uint8)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    progress = bar(total=len(paths), desc=f"{name} {split}: decode to cache", unit="img")
+    desc = f"{files.name} {files.split}: decode to cache"
+    progress = bar(total=len(files.paths), desc=desc, unit="img")
 
     def one(path: str):
         try:
-            return decode.decode_image(path, load_size, channels).numpy()
+            return decode.decode_image(path, files.load_size, files.channels).numpy()
         except DatasetError as exc:
             return exc
 
     with ThreadPoolExecutor(max(1, min(8, cores or 1))) as pool, progress:
-        for start in range(0, len(paths), chunk):
-            for i, image in enumerate(pool.map(one, paths[start : start + chunk]), start):
+        for start in range(0, len(files.paths), chunk):
+            for i, image in enumerate(pool.map(one, files.paths[start : start + chunk]), start):
                 if isinstance(image, DatasetError):
-                    if not skip_corrupt:
-                        raise DatasetError(
-                            f"{name}: {image} (skip_corrupt: true skips such files)"
-                        ) from image
+                    if not files.skip_corrupt:
+                        raise files.corrupt(image) from image
                     image = blank
                 else:
                     kept.append(i)
@@ -168,18 +171,19 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda fh: np.save(fh, array))
 
 
-def _decode_all(name, split, paths, load_size, channels, skip_corrupt):
-    images = torch.empty((len(paths), channels, load_size, load_size), dtype=torch.uint8)
+def _decode_all(files: FileSplit) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.empty(files.shape(), dtype=torch.uint8)
     kept = []
-    for i, p in enumerate(bar(paths, desc=f"{name} {split}: decode", unit="img")):
+    desc = f"{files.name} {files.split}: decode"
+    for i, p in enumerate(bar(files.paths, desc=desc, unit="img")):
         try:
-            images[len(kept)] = decode.decode_image(p, load_size, channels)
+            images[len(kept)] = decode.decode_image(p, files.load_size, files.channels)
         except DatasetError as exc:
-            if not skip_corrupt:
-                raise DatasetError(f"{name}: {exc} (skip_corrupt: true skips such files)") from exc
+            if not files.skip_corrupt:
+                raise files.corrupt(exc) from exc
             continue
         kept.append(i)
-    if len(kept) < len(paths):
+    if len(kept) < len(files.paths):
         images = images[: len(kept)].clone()
     return images, torch.as_tensor(kept, dtype=torch.long)
 
@@ -234,31 +238,24 @@ def _warn_skipped(name: str, split: str, skipped: int, total: int) -> None:
         log.warning("%s %s: skipped %d unreadable image(s) of %d", name, split, skipped, total)
 
 
-def listed_source(
-    listing: Listing,
-    *,
+def files_source(
+    name: str,
+    class_names: list[str],
+    splits: Sequence[tuple[Sequence[Path | str], Sequence[int]]],
+    p: FileParams,
     load_size: int,
-    channels: int,
-    image_size: int,
-    train_per_class: int | None,
-    test_per_class: int | None,
-    split_seed: int,
-    skip_corrupt: bool,
-    in_memory: bool | None,
+    flip: float = 0.5,
 ) -> SourceData:
-    """A split-list dataset (:class:`Listing`) as train and test images: each split's
-    first ``*_per_class`` files per class after a seeded shuffle (:func:`limit_per_class`),
-    then :func:`file_images`; the classes are the listing's."""
-    splits = []
-    for split, pairs, limit in (
-        ("train", listing.train, train_per_class),
-        ("test", listing.test, test_per_class),
-    ):
-        labels = [y for _, y in pairs]
-        keep = limit_per_class(labels, limit, split_seed, listing.name)
-        files, labels = [pairs[k][0] for k in keep], [labels[k] for k in keep]
-        images = file_images(
-            listing.name, split, files, labels, load_size, channels, skip_corrupt, in_memory
+    """The train and test (files, labels) of a file dataset, per-class limits applied,
+    as a :class:`SourceData` (each split through :func:`file_images`)."""
+    train, test = (
+        file_images(
+            FileSplit(
+                name, split, [str(f) for f in files], list(labels), load_size, p.channels,
+                p.skip_corrupt,
+            ),
+            p.in_memory,
         )
-        splits.append(images)
-    return source(splits[0], splits[1], listing.class_names, channels, image_size, load_size)
+        for split, (files, labels) in zip(("train", "test"), splits)
+    )  # fmt: skip
+    return source(train, test, class_names, p.channels, p.image_size, load_size, flip)

@@ -1,5 +1,5 @@
-"""The dataset registry: ``@DATASETS.register("name")`` on a loader function
-``(root: Path | None, **params) -> SourceData``."""
+"""The dataset registry: name -> the loader (a :class:`bench.data.datasets.loader.Dataset`
+instance, registered by its class line ``class X(Dataset, name="x")``)."""
 
 from bench.core.registry import Registry
 

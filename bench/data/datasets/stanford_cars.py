@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.data.datasets.base import Listing, SourceData
-from bench.data.datasets.common import (
-    check_sizes,
-    layout_error,
-    listing_labels,
-    resolve_root,
-)
+from bench.data.datasets.base import Listing
+from bench.data.datasets.common import layout_error, resolve_root
 from bench.data.datasets.errors import DatasetError
-from bench.data.datasets.memory import listed_source
-from bench.data.datasets.params import Channels, PerClass, Size
-from bench.data.datasets.registry import DATASETS
+from bench.data.datasets.loader import FileDataset
+from bench.data.datasets.params import FileParams
 
 FOLDER = "stanford_cars"
 FILES = (
@@ -28,38 +22,20 @@ FILES = (
 EXPECTED = f"{', '.join(FILES)} (in a folder named {FOLDER}, or in <root>/{FOLDER})"
 
 
-@DATASETS.register("stanford_cars")
-def stanford_cars(
-    root=None,
-    image_size: Size = 224,
-    load_size: Size | None = None,
-    channels: Channels = 3,
-    in_memory: bool | None = None,
-    skip_corrupt: bool = False,
-    split_seed: int = 0,
-    train_per_class: PerClass | None = None,
-    test_per_class: PerClass | None = None,
-) -> SourceData:
+class StanfordCars(FileDataset, name="stanford_cars"):
     """Stanford Cars, 196 models, the official split (torchvision's layout).
 
     Classes in devkit order (``cars_meta.mat``). ``root`` is the ``stanford_cars`` folder
     or its parent (torchvision's ``root``)."""
-    load_size = check_sizes("stanford_cars", image_size, load_size, channels)
-    listing = list_files(root)
-    return listed_source(
-        listing,
-        load_size=load_size,
-        channels=channels,
-        image_size=image_size,
-        train_per_class=train_per_class,
-        test_per_class=test_per_class,
-        split_seed=split_seed,
-        skip_corrupt=skip_corrupt,
-        in_memory=in_memory,
-    )
+
+    def list_files(self, root, p: FileParams) -> Listing:
+        return list_files(root)
+
+    def check_layout(self, root, p: FileParams) -> None:
+        _torchvision_root(resolve_root("stanford_cars", root, FOLDER))
 
 
-def list_files(root=None, **_) -> Listing:
+def list_files(root) -> Listing:
     """The devkit annotations read (by torchvision) into (file, label) pairs (no decode)."""
     tv_root = _torchvision_root(resolve_root("stanford_cars", root, FOLDER))
     from scipy.io.matlab import MatReadError
@@ -99,10 +75,3 @@ def _torchvision_root(root: Path) -> Path:
         if base.name == FOLDER and all((base / f.rstrip("/")).exists() for f in FILES):
             return tv_root
     raise layout_error("stanford_cars", root, "Stanford Cars", EXPECTED)
-
-
-stanford_cars.list_files = list_files
-stanford_cars.list_labels = listing_labels(list_files, "stanford_cars")
-stanford_cars.check_layout = lambda root=None, **_: _torchvision_root(
-    resolve_root("stanford_cars", root, FOLDER)
-)

@@ -9,17 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.datasets.base import Listing, SourceData
-from bench.data.datasets.common import (
-    check_sizes,
-    layout_error,
-    listing_labels,
-    resolve_root,
-)
+from bench.data.datasets.base import Listing
+from bench.data.datasets.common import layout_error, resolve_root
 from bench.data.datasets.errors import DatasetError
-from bench.data.datasets.memory import listed_source
-from bench.data.datasets.params import Channels, PerClass, Size
-from bench.data.datasets.registry import DATASETS
+from bench.data.datasets.loader import FileDataset
+from bench.data.datasets.params import FileParams
 
 NAME = "stanford_dogs"
 SPLIT_LISTS = ("train_list.mat", "test_list.mat")
@@ -29,37 +23,19 @@ EXPECTED = (
 )
 
 
-@DATASETS.register(NAME)
-def stanford_dogs(
-    root=None,
-    image_size: Size = 224,
-    load_size: Size | None = None,
-    channels: Channels = 3,
-    in_memory: bool | None = None,
-    skip_corrupt: bool = False,
-    split_seed: int = 0,
-    train_per_class: PerClass | None = None,
-    test_per_class: PerClass | None = None,
-) -> SourceData:
+class StanfordDogs(FileDataset, name=NAME):
     """Stanford Dogs, 120 breeds, the official split (``train_list.mat``, ``test_list.mat``).
 
     Classes in label order, named by their folder without the wnid."""
-    load_size = check_sizes(NAME, image_size, load_size, channels)
-    listing = list_files(root)
-    return listed_source(
-        listing,
-        load_size=load_size,
-        channels=channels,
-        image_size=image_size,
-        train_per_class=train_per_class,
-        test_per_class=test_per_class,
-        split_seed=split_seed,
-        skip_corrupt=skip_corrupt,
-        in_memory=in_memory,
-    )
+
+    def list_files(self, root, p: FileParams) -> Listing:
+        return list_files(root)
+
+    def check_layout(self, root, p: FileParams) -> None:
+        _split_lists(resolve_root(NAME, root, NAME))
 
 
-def list_files(root=None, **_) -> Listing:
+def list_files(root) -> Listing:
     """The official split lists of ``root`` read into (file, label) pairs (no decode)."""
     root = resolve_root(NAME, root, NAME)
     lists, where = _split_lists(root)
@@ -111,11 +87,6 @@ def _split_lists(root: Path) -> tuple[list[Path], str]:
         return top, "at the top level and, identical, in lists/"
     ((where, paths),) = used.items()
     return paths, where
-
-
-stanford_dogs.list_files = list_files
-stanford_dogs.list_labels = listing_labels(list_files, "stanford_dogs")
-stanford_dogs.check_layout = lambda root=None, **_: _split_lists(resolve_root(NAME, root, NAME))
 
 
 def _read_list(mat: Path) -> tuple[list[str], list[int]]:
