@@ -49,7 +49,7 @@ def render_table(
     if planned is not None:
         records = drop_superseded(records, planned)
     failures = failures_frame(records)
-    if not any(r.get("status") == "finished" for r in records):
+    if not any(r.finished for r in records):
         raise ValueError(f"no finished runs under {runs_dir(suite_dir)} ({len(failures)} failed)")
     notes: list[str] = []
     if select != "last":
