@@ -19,15 +19,15 @@ def test_same_runspec_twice_gives_identical_metrics(tmp_path):
     b = execute(
         run, ExecOptions(tmp_path / "b", cpu, progress=False)
     )  # teachers retrained from scratch too
-    assert a["metrics"] == b["metrics"]
+    assert a.metrics == b.metrics
     timing = ("epoch_time", "data_time", "step_time")
     strip = lambda h: [{k: v for k, v in e.items() if k not in timing} for e in h]  # noqa: E731
-    assert strip(a["history"]) == strip(b["history"])
+    assert strip(a.history) == strip(b.history)
     c = execute(
         run, ExecOptions(tmp_path / "a", cpu, progress=False)
     )  # cached teachers: still identical
-    assert c["metrics"] == a["metrics"]
-    assert all(t["cached"] for t in c["teachers"])
+    assert c.metrics == a.metrics
+    assert all(t["cached"] for t in c.teachers)
 
 
 def test_different_seed_gives_different_training(tmp_path):
@@ -36,4 +36,4 @@ def test_different_seed_gives_different_training(tmp_path):
     cpu = torch.device("cpu")
     a = execute(r0, ExecOptions(tmp_path, cpu, progress=False))
     b = execute(r1, ExecOptions(tmp_path, cpu, progress=False))
-    assert a["history"][0]["loss"] != b["history"][0]["loss"]
+    assert a.history[0]["loss"] != b.history[0]["loss"]

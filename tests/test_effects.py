@@ -13,6 +13,7 @@ from scipy import optimize
 from scipy import stats as st
 
 from bench.cli import main
+from bench.core.record import RunRecord
 from bench.report.effect_tables import resolve_baseline
 from bench.report.effects import effects_frame, paired_effect, power_frame, seeds_needed
 from bench.report.loading import results_frame
@@ -95,18 +96,21 @@ def test_seeds_needed_edges():
 # ------------------------------------------------------------------- frames
 
 
-def record(row, column, seed, acc, *, row_order=0, column_order=0, **extra) -> dict:
-    return {
-        "run_key": f"{row}-{column}-{seed}".replace(" ", "_"),
-        "status": "finished",
-        "method": "vanilla_kd" if row == "Vanilla KD" else "cka",
-        "row": row,
-        "row_order": row_order,
-        "column": column,
-        "column_order": column_order,
-        "seed": seed,
-        "metrics": {"test_acc": acc},
-    } | extra
+def record(row, column, seed, acc, *, row_order=0, column_order=0, **extra) -> RunRecord:
+    return RunRecord.parse(
+        {
+            "run_key": f"{row}-{column}-{seed}".replace(" ", "_"),
+            "status": "finished",
+            "method": "vanilla_kd" if row == "Vanilla KD" else "cka",
+            "row": row,
+            "row_order": row_order,
+            "column": column,
+            "column_order": column_order,
+            "seed": seed,
+            "metrics": {"test_acc": acc},
+        }
+        | extra
+    )
 
 
 def test_effects_frame_pairs_by_seed_in_points():
@@ -157,11 +161,11 @@ def test_power_frame():
 # --------------------------------------------------------------------- CLI
 
 
-def write_runs(root: Path, recs: list[dict]) -> Path:
+def write_runs(root: Path, recs: list[RunRecord]) -> Path:
     for rec in recs:
-        path = root / "runs" / rec["run_key"] / "result.json"
+        path = root / "runs" / rec.run_key / "result.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rec))
+        path.write_text(json.dumps(rec.dump()))
     return root
 
 

@@ -28,7 +28,7 @@ def test_quick_suite_estimate_skips_finished_runs_and_cached_teachers(tmp_path):
     suite = load_suite(ROOT / "suites" / "quick.yaml")
     runs = expand(suite, [0, 1])
     done = next(r for r in runs if r.meta.method == "cka" and r.meta.seed == 1)
-    RunStore(tmp_path / "quick").write(RunRecord.for_run(done, "finished").dump())
+    RunStore(tmp_path / "quick").write(RunRecord.for_run(done, "finished"))
     t1 = runs[0].spec.teacher_specs(2)[0]
     atomic_write_json(tmp_path / "teachers" / t1.key / "meta.json", {"key": t1.key})
 

@@ -145,7 +145,7 @@ def test_ray_tasks_get_every_exec_option(
 
     def fake_execute(run, options, *, callbacks, checkpoint):  # the rest by name
         seen.append((options, checkpoint))
-        return RunRecord.for_run(run, "finished").dump()
+        return RunRecord.for_run(run, "finished")
 
     monkeypatch.setattr(launch_mod, "execute", fake_execute)
     targets = []  # the MLflow target each task starts its child run with
@@ -159,7 +159,7 @@ def test_ray_tasks_get_every_exec_option(
     out = list(run_on_ray(runs, options, execute_safely, gpus_per_run=0.25))
 
     assert [r.key for r, _ in out] == [r.key for r in runs]
-    assert all(rec["status"] == "finished" and rec["placement"]["pid"] for _, rec in out)
+    assert all(rec.finished and rec.placement["pid"] for _, rec in out)
     assert [c["num_gpus"] for c in fake.calls] == [expected_gpus] * 2
     assert fake.calls[0]["kwargs"]["options"].speed == speed  # passed by name
     assert targets == [target, target]

@@ -502,5 +502,5 @@ def test_a_real_run_gives_the_method_its_run_length(tmp_path):
     suite["teachers"]["optim"]["epochs"] = suite["optim"]["epochs"] = 1
     (run,) = expand(validate_suite(suite, "t"))
     rec = execute(run, ExecOptions(tmp_path, "cpu", progress=False))
-    assert rec["status"] == "finished", rec.get("error")
-    assert rec["history"][0]["lr"] == pytest.approx(suite["optim"]["lr"])
+    assert rec.finished, rec.error
+    assert rec.history[0]["lr"] == pytest.approx(suite["optim"]["lr"])

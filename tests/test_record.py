@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,8 @@ import torch
 
 from bench import report
 from bench.core.config import validate_suite
-from bench.core.record import InvalidRecord, RunRecord, validate_record
-from bench.core.store import RunStore
+from bench.core.record import InvalidRecord, Metrics, RunRecord, validate_record
+from bench.core.store import RunStore, read_record
 from bench.experiment.plan import expand
 from tests.conftest import ROOT, tiny_suite
 
@@ -35,7 +36,7 @@ def test_record_round_trips_through_the_store(planned, tmp_path: Path):
         {"epoch": 1, "loss": 0.75, "val_acc": 0.5},
         {"epoch": 2, "loss": 0.5, "val_acc": 0.625},
     ]
-    built = RunRecord.for_run(
+    record = RunRecord.for_run(
         planned,
         "finished",
         metrics={"test_acc": 0.875, "task_acc": {"T1": 1.0, "T2": 0.75}, "best_val_epoch": 2},
@@ -44,21 +45,34 @@ def test_record_round_trips_through_the_store(planned, tmp_path: Path):
         timings={"train": 1.5, "compile": None},
         device="cpu",
         resumed_from_epoch=None,
-    ).dump()
+    )
+    built = record.dump()
     assert built["run_key"] == planned.key and built["row"] == planned.meta.row
     assert built["spec"] == planned.spec.model_dump(mode="json")
     assert set(built["env"]) == {"torch", "python", "threads"}
     assert built["env"]["threads"] == str(torch.get_num_threads())  # strings, as the rest
     store = RunStore(tmp_path / "tiny")
-    path = store.write(built)
+    path = store.write(record)
     assert json.loads(path.read_text()) == built  # the file holds exactly the record
-    assert store.read(planned.key) == built
+    read = store.read(planned.key)
+    assert isinstance(read, RunRecord) and read.dump() == built
+    assert read.source == str(path) and record.source is None
     assert store.is_finished(planned.key)
     (loaded,) = report.read_records(tmp_path / "tiny")
-    assert {k: v for k, v in loaded.items() if k != "_path"} == built
+    assert loaded.dump() == built and loaded.source == str(path)
     # the keys runner records always carry, optional ones only where set
     assert "traceback" not in built and "pretrain" not in built
     assert built["resumed_from_epoch"] is None and built["error"] is None
+
+
+def test_fields_set_after_building_are_written(planned, tmp_path: Path):
+    record = RunRecord.for_run(planned, "failed", error="boom")
+    record.placement = {"host": "h"}  # what a launcher adds before the store writes it
+    record.mlflow_run_id = "r1"
+    path = RunStore(tmp_path / "tiny").write(record)
+    written = json.loads(path.read_text())
+    assert written["placement"] == {"host": "h"} and written["mlflow_run_id"] == "r1"
+    assert written["status"] == "failed" and written["error"] == "boom"
 
 
 def test_a_record_written_before_runrecord_reads_back_unchanged(tmp_path: Path):
@@ -68,7 +82,7 @@ def test_a_record_written_before_runrecord_reads_back_unchanged(tmp_path: Path):
     store = RunStore(tmp_path / "quick")
     store.result_path(old["run_key"]).parent.mkdir(parents=True)
     store.result_path(old["run_key"]).write_text(GOLDEN.read_text())
-    assert store.read(old["run_key"]) == old
+    assert store.read(old["run_key"]).dump() == old
     df = report.load_results(tmp_path / "quick")
     assert df["test_acc"].tolist() == [old["metrics"]["test_acc"]]
     assert df["task:T2"].tolist() == [old["metrics"]["task_acc"]["T2"]]
@@ -79,24 +93,51 @@ def test_missing_optional_and_unknown_fields_are_tolerated():
     assert validate_record(minimal) == minimal
     future = {**minimal, "status": "finished", "gpu_hours": 0.25, "metrics": {"new_acc": 0.5}}
     assert validate_record(future) == future
+    assert RunRecord.parse(future).model_extra == {"gpu_hours": 0.25}
 
 
 def test_a_bad_record_is_refused_on_write_and_ignored_on_read(planned, tmp_path: Path):
     store = RunStore(tmp_path / "tiny")
     good = RunRecord.for_run(planned, "finished").dump()
     with pytest.raises(InvalidRecord, match=r"missing \['seed'\]"):
-        store.write({k: v for k, v in good.items() if k != "seed"})
-    with pytest.raises(InvalidRecord, match="status"):
-        store.write({**good, "status": "running"})
+        RunRecord.parse({k: v for k, v in good.items() if k != "seed"})
     with pytest.raises(InvalidRecord, match="metrics.test_acc"):
-        store.write({**good, "metrics": {"test_acc": "high"}})
+        RunRecord.parse({**good, "metrics": {"test_acc": "high"}})
+    changed = RunRecord.parse(good)
+    changed.status = "running"  # set after it was built: the store checks it again
+    with pytest.raises(InvalidRecord, match="status"):
+        store.write(changed)
     assert not store.run_dir(planned.key).exists()  # nothing half-written
     path = store.result_path(planned.key)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({**good, "seed": "zero"}))
     assert store.read(planned.key) is None and not store.is_finished(planned.key)
+    with pytest.raises(InvalidRecord, match=rf"{re.escape(str(path))}: not a run record \(seed"):
+        read_record(path)  # the error names the file
     with pytest.warns(UserWarning, match="not a run record"):
         assert report.read_records(tmp_path / "tiny") == []
+
+
+def test_names_are_defined_once_on_the_record():
+    """The frame's id columns, its metric columns and the metrics a run logs to MLflow
+    all come from RunRecord / Metrics."""
+    from bench.tracking.runs import final_metrics
+
+    assert list(RunRecord.IDS) == report.ID_COLUMNS
+    assert set(RunRecord.IDS) <= set(RunRecord.model_fields)
+    assert report.SCALAR_METRICS == [
+        "test_acc",
+        "val_acc",
+        "test_acc_at_best_val",
+        "val_falls",
+        "val_fall_drop",
+    ]
+    scalars = {name: float(i) for i, name in enumerate(Metrics.scalars(), 1)}
+    rec = RunRecord.parse(
+        {"run_key": "k", "status": "finished", "row": "r", "column": "c", "seed": 0}
+        | {"metrics": scalars | {"task_acc": {"T1": 0.5}}}
+    )
+    assert final_metrics(rec) == scalars | {"task_acc/T1": 0.5}
 
 
 # --------------------------------------------------------------- import direction
@@ -161,7 +202,7 @@ mlrun = NS(info=NS(run_id="r1"), data=NS(
              "task_acc/T1": 1.0, "time/total": 3.0},
     tags={"teacher_keys": "t1,t2", "device": "cpu"}))
 rec = rebuild_record(client, run, mlrun)
-print(json.dumps({"record": rec, "runner": "bench.experiment.runner" in sys.modules}))
+print(json.dumps({"record": rec.dump(), "runner": "bench.experiment.runner" in sys.modules}))
 """
 
 
@@ -183,6 +224,7 @@ def test_reconcile_rebuilds_a_record_without_the_runner():
         "best_val_epoch": 2,
         "task_acc": {"T1": 1.0},
     }
+    assert isinstance(rec["metrics"]["best_val_epoch"], int)  # a count, logged as a float
     assert rec["history"] == [
         {"epoch": 1, "loss": 0.75, "val_acc": 0.5},
         {"epoch": 2, "loss": 0.5, "val_acc": 0.625},
@@ -196,11 +238,11 @@ def test_reconcile_rebuilds_a_record_without_the_runner():
 def test_plots_render_a_runs_curves_from_its_record():
     from bench.report.plots import run_figures
 
-    rec = json.loads(GOLDEN.read_text())
+    rec = RunRecord.parse(json.loads(GOLDEN.read_text()))
     png = run_figures(rec)["curves.png"]
     assert png.startswith(b"\x89PNG") and len(png) > 1000
-    assert run_figures({**rec, "history": []}) == {}
-    assert run_figures({**rec, "status": "failed"}) == {}
+    assert run_figures(rec.model_copy(update={"history": []})) == {}
+    assert run_figures(rec.model_copy(update={"status": "failed"})) == {}
 
 
 def test_tune_trials_use_the_tracking_run_api():

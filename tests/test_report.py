@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from bench import report
+from bench.core.record import RunRecord
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("KA_BENCH_UPDATE_GOLDEN") == "1"
@@ -441,11 +442,13 @@ def test_superseded_runs_leave_the_table():
     from bench.report import drop_superseded
 
     def rec(key, row, seed):
-        return {"run_key": key, "row": row, "column": "digits", "seed": seed}
+        return RunRecord.parse(
+            {"run_key": key, "status": "finished", "row": row, "column": "digits", "seed": seed}
+        )
 
     records = [rec("old0", "CKA", 0), rec("new0", "CKA", 0), rec("old1", "CKA", 1)]
     planned = {("CKA", "digits", 0): "new0"}  # e.g. --seeds 0 with the new default
-    kept = [r["run_key"] for r in drop_superseded(records, planned)]
+    kept = [r.run_key for r in drop_superseded(records, planned)]
     assert kept == ["new0", "old1"]
 
 
@@ -454,12 +457,12 @@ def test_drop_superseded_orders_rows_and_columns_as_the_plan_reads_now():
     from bench.report import drop_superseded
 
     def rec(key, row, order, column="c", seed=0):
-        return {"run_key": key, "row": row, "row_order": order, "column": column,
-                "column_order": 5, "seed": seed, "status": "finished"}  # fmt: skip
+        return RunRecord.parse({"run_key": key, "row": row, "row_order": order, "column": column,
+                "column_order": 5, "seed": seed, "status": "finished"})  # fmt: skip
 
     records = [rec("a", "KD", 0), rec("b", "CKA (sweep)", 1), rec("c", "KD (tuned)", 9)]
     planned = {("KD", "c", 0): "a", ("KD (tuned)", "c", 0): "c", ("CKA (sweep)", "c", 0): "b"}
     kept = drop_superseded(records, planned)
-    assert {r["row"]: r["row_order"] for r in kept} == {"KD": 0, "KD (tuned)": 1, "CKA (sweep)": 2}
-    assert {r["column_order"] for r in kept} == {0}
-    assert records[1]["row_order"] == 1  # the caller's records are not changed
+    assert {r.row: r.row_order for r in kept} == {"KD": 0, "KD (tuned)": 1, "CKA (sweep)": 2}
+    assert {r.column_order for r in kept} == {0}
+    assert records[1].row_order == 1  # the caller's records are not changed

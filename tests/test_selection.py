@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.core.record import RunRecord
 from bench.report.selection import (
     MissingTestCurve,
     SelectionUnavailable,
@@ -33,19 +34,21 @@ def history(val=VAL, curve=CURVE) -> list[dict]:
     return out
 
 
-def record(row="CKA", column="digits", seed=0, *, hist=None, row_order=0, **metrics) -> dict:
-    return {
-        "run_key": f"{row}-{column}-{seed}".replace(" ", "_"),
-        "status": "finished",
-        "method": "cka",
-        "row": row,
-        "row_order": row_order,
-        "column": column,
-        "column_order": 0,
-        "seed": seed,
-        "metrics": {"test_acc": 0.70} | metrics,
-        "history": history() if hist is None else hist,
-    }
+def record(row="CKA", column="digits", seed=0, *, hist=None, row_order=0, **metrics) -> RunRecord:
+    return RunRecord.parse(
+        {
+            "run_key": f"{row}-{column}-{seed}".replace(" ", "_"),
+            "status": "finished",
+            "method": "cka",
+            "row": row,
+            "row_order": row_order,
+            "column": column,
+            "column_order": 0,
+            "seed": seed,
+            "metrics": {"test_acc": 0.70} | metrics,
+            "history": history() if hist is None else hist,
+        }
+    )
 
 
 def test_protocols_pick_their_epochs():
@@ -96,11 +99,11 @@ def test_protocols_frame_in_points():
 # --------------------------------------------------------------------- CLI
 
 
-def write_runs(root: Path, recs: list[dict]) -> Path:
+def write_runs(root: Path, recs: list[RunRecord]) -> Path:
     for rec in recs:
-        path = root / "runs" / rec["run_key"] / "result.json"
+        path = root / "runs" / rec.run_key / "result.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rec))
+        path.write_text(json.dumps(rec.dump()))
     return root
 
 
@@ -149,6 +152,6 @@ def test_a_row_that_trains_nothing_reports_its_one_number_under_every_protocol()
     """Teacher and Ensemble rows have no epochs: nothing to select, no curve needed."""
     from bench.report.selection import PROTOCOLS, select_test_acc
 
-    record = {"row": "Ensemble", "column": "c", "seed": 0, "status": "finished",
-              "metrics": {"test_acc": 0.52}, "history": []}  # fmt: skip
+    record = RunRecord.parse({"run_key": "e", "row": "Ensemble", "column": "c", "seed": 0,
+              "status": "finished", "metrics": {"test_acc": 0.52}, "history": []})  # fmt: skip
     assert [select_test_acc(record, p) for p in PROTOCOLS] == [0.52, 0.52, 0.52]

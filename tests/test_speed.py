@@ -213,4 +213,4 @@ def test_record_says_what_speed_plan_ran(tmp_path):
     suite = validate_suite(suite, "t")
     (run,) = expand(suite)
     rec = execute(run, ExecOptions(tmp_path, CPU, progress=False, speed=suite.speed))
-    assert rec["speed"]["amp_dtype"] == "off" and rec["speed"]["channels_last"] is False
+    assert rec.speed["amp_dtype"] == "off" and rec.speed["channels_last"] is False

@@ -145,7 +145,7 @@ def test_a_study_runs_at_its_thread_count_and_gives_this_process_its_own_back(
 
     def spy(run, options, **kw):
         record = execute(run, options, **kw)
-        seen.append((options.threads, record["env"]["threads"]))
+        seen.append((options.threads, record.env["threads"]))
         return record
 
     monkeypatch.setattr(bench.experiment.runner, "execute", spy)

@@ -54,5 +54,5 @@ def read_json(path: Path | str) -> Any:
     """The JSON at ``path``, or None if missing or unreadable (a torn write)."""
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None

@@ -1,18 +1,24 @@
 """The record of one run (``result.json``): one pydantic schema for its writer (the
 runner), its store, MLflow tracking and the report.
 
-A record is passed around as the plain dict that :meth:`RunRecord.dump` gives (what the
-JSON file holds, key for key); :func:`validate_record` checks one on every write and read.
-Records written by older versions stay readable: only the identity of a run
-(``run_key, status, row, column, seed``) is required, unknown keys are kept as they are.
+A record is a :class:`RunRecord` object from the moment the runner builds it until the
+store or the tracker writes it: :meth:`RunRecord.dump` gives the plain dict its JSON file
+holds (key for key) and :meth:`RunRecord.parse` reads one back (:class:`InvalidRecord`
+naming the bad fields). Records written by older versions stay readable: only the
+identity of a run (``run_key, status, row, column, seed``) is required, unknown keys are
+kept as they are.
+
+The names a record's readers share are defined here, once: :data:`RunRecord.IDS` (the
+identity columns of a results frame and the identity tags of an MLflow run) and
+:meth:`Metrics.scalars` (the end-of-run numbers a run logs and a report reads).
 """
 
 from __future__ import annotations
 
 import platform
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 Status = Literal["finished", "failed"]
 Number = float | int  # an int stays an int (smart union), so a record round-trips as written
@@ -40,11 +46,26 @@ class Metrics(BaseModel):
     test_acc: float | None = None
     task_acc: dict[str, float | None] = Field(default_factory=dict)
     val_acc: float | None = None
-    best_val_acc: float | None = None
-    best_val_epoch: int | None = None
+    # where the validation peaked: selection's bookkeeping, not a column of a results frame
+    best_val_acc: float | None = Field(None, json_schema_extra={"frame": False})
+    best_val_epoch: int | None = Field(None, json_schema_extra={"frame": False})
     test_acc_at_best_val: float | None = None
     val_falls: int | None = None  # bench.engine.health.longest_fall
     val_fall_drop: float | None = None
+
+    @classmethod
+    def scalars(cls) -> tuple[str, ...]:
+        """The one-number metrics, in field order (every field but ``task_acc``)."""
+        return tuple(name for name in cls.model_fields if name != "task_acc")
+
+    @classmethod
+    def frame_columns(cls) -> tuple[str, ...]:
+        """The scalars a results frame has a column of (:mod:`bench.report.loading`)."""
+        return tuple(
+            name
+            for name in cls.scalars()
+            if (cls.model_fields[name].json_schema_extra or {}).get("frame", True)
+        )
 
 
 class SplitSizes(BaseModel):
@@ -57,23 +78,30 @@ class SplitSizes(BaseModel):
     test: int | None = None
 
 
-class TaskSplit(BaseModel):
+class TaskSplit(SplitSizes):
     """One teacher task as trained on: its classes (source ids, names) and images."""
-
-    model_config = ConfigDict(extra="allow")
 
     task: int
     classes: list[int]
     names: list[str]
-    train: int
-    val: int | None = None
-    test: int | None = None
 
 
 class RunRecord(BaseModel):
     """What ``<results>/<suite>/runs/<key>/result.json`` holds."""
 
     model_config = ConfigDict(extra="allow")
+
+    # a run's identity, in the order of a results frame's first columns
+    IDS: ClassVar[tuple[str, ...]] = (
+        "run_key",
+        "suite",
+        "row",
+        "row_order",
+        "column",
+        "column_order",
+        "seed",
+        "method",
+    )
 
     run_key: str
     status: Status
@@ -113,17 +141,9 @@ class RunRecord(BaseModel):
     def for_run(cls, run: Planned, status: Status, **fields: Any) -> RunRecord:
         """The record of a planned run: its identity and display metadata, the resolved
         spec, the environment, and ``fields`` (metrics, history, teachers, timings, ...)."""
-        meta = run.meta
         return cls(
-            run_key=run.key,
+            **identity(run),
             status=status,
-            suite=meta.suite,
-            method=meta.method,
-            row=meta.row,
-            row_order=meta.row_order,
-            column=meta.column,
-            column_order=meta.column_order,
-            seed=meta.seed,
             spec=run.spec.model_dump(mode="json"),
             metrics=fields.pop("metrics", {}),
             history=fields.pop("history", []),
@@ -134,9 +154,44 @@ class RunRecord(BaseModel):
             **fields,
         )
 
+    _source: str | None = PrivateAttr(None)
+
+    @classmethod
+    def parse(cls, data: Any, source: str | None = None) -> RunRecord:
+        """``data`` (what a ``result.json`` holds) as a record read from ``source`` (a
+        file, an MLflow run); :class:`InvalidRecord` naming the bad fields if it is not
+        one."""
+        try:
+            record = cls.model_validate(data)
+        except ValidationError as err:
+            raise InvalidRecord(describe_errors(err)) from None
+        record._source = source
+        return record
+
+    @property
+    def source(self) -> str | None:
+        """Where the record was read from (None: built in this process)."""
+        return self._source
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
     def dump(self) -> dict[str, Any]:
         """The record as its JSON file holds it: the keys it was built or read with."""
         return self.model_dump(exclude_unset=True)
+
+    def checked(self) -> RunRecord:
+        """The record re-validated as it is now (fields set after it was built included);
+        :class:`InvalidRecord` if it is no longer a run record."""
+        return RunRecord.parse(self.dump(), self.source)
+
+
+def identity(run: Planned) -> dict[str, Any]:
+    """A planned run's :data:`RunRecord.IDS` values (``run_key`` is its key)."""
+    return {
+        name: run.key if name == "run_key" else getattr(run.meta, name) for name in RunRecord.IDS
+    }
 
 
 def environment() -> dict[str, str]:
@@ -154,10 +209,7 @@ def environment() -> dict[str, str]:
 def validate_record(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` checked against :class:`RunRecord` and normalised (the same keys; values
     in their schema's types); raises :class:`InvalidRecord` naming the bad fields."""
-    try:
-        return RunRecord.model_validate(record).dump()
-    except ValidationError as err:
-        raise InvalidRecord(describe_errors(err)) from None
+    return RunRecord.parse(record).dump()
 
 
 class InvalidRecord(ValueError):

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from bench.core.atomic import atomic_write_json, read_json
-from bench.core.record import InvalidRecord, validate_record
+from bench.core.record import InvalidRecord, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,27 +25,36 @@ class RunStore:
     def result_path(self, run_key: str) -> Path:
         return self.run_dir(run_key) / "result.json"
 
-    def read(self, run_key: str) -> dict[str, Any] | None:
+    def read(self, run_key: str) -> RunRecord | None:
         """The run's record, or None when it has none that can be used (missing, torn, or
         not a run record: the run is to do, and its next record replaces the file)."""
         path = self.result_path(run_key)
-        record = read_json(path)
-        if record is None:
-            return None
         try:
-            return validate_record(record)
+            return read_record(path)
         except InvalidRecord as err:
-            log.warning("ignoring %s: not a run record (%s)", path, err)
+            log.warning("ignoring %s", err)
             return None
 
     def is_finished(self, run_key: str) -> bool:
         record = self.read(run_key)
-        return bool(record) and record.get("status") == "finished"
+        return record is not None and record.finished
 
-    def write(self, record: dict[str, Any]) -> Path:
-        """Write ``record`` atomically after checking it (:class:`InvalidRecord` if it is
-        not a run record: nothing is written)."""
-        record = validate_record(record)
-        path = self.result_path(record["run_key"])
-        atomic_write_json(path, record)
+    def write(self, record: RunRecord) -> Path:
+        """Write ``record`` atomically after checking it as it is now (:class:`InvalidRecord`
+        if it is not a run record: nothing is written)."""
+        data = record.checked().dump()
+        path = self.result_path(record.run_key)
+        atomic_write_json(path, data)
         return path
+
+
+def read_record(path: Path | str) -> RunRecord | None:
+    """The record ``path`` holds; None when it is missing or torn; :class:`InvalidRecord`,
+    naming the file, when it holds something else."""
+    data = read_json(path)
+    if data is None:
+        return None
+    try:
+        return RunRecord.parse(data, source=str(path))
+    except InvalidRecord as err:
+        raise InvalidRecord(f"{path}: not a run record ({err})") from None

@@ -30,7 +30,7 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
     teachers: dict[str, str] = {}
     for run in runs:
         record = store.read(run.key)
-        state = record["status"] if record else "to do"
+        state = record.status if record else "to do"
         state = "done" if state == "finished" else state
         state = "tune" if run.meta.pending else state  # params known once its study ends
         lines.append(

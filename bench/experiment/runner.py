@@ -30,7 +30,7 @@ def execute(
     options: ExecOptions,
     callbacks: list[EpochCallback] = (),
     checkpoint: Checkpoint | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Run one RunSpec to completion and return its finished record (raises on failure).
 
     ``options`` (:class:`~bench.engine.options.ExecOptions`): ``with_test=False`` (tuning): the
@@ -92,7 +92,7 @@ def execute(
         device=str(device),
         speed=resolve_speed(speed, device, num_workers).describe(),
         resumed_from_epoch=fitted.resumed_from_epoch if fitted else None,
-    ).dump()
+    )
 
 
 def pretrained_backbone(spec, data: PreparedData, options: ExecOptions):
@@ -210,11 +210,11 @@ def score(method: Method, data: PreparedData, fitted, device, num_workers: int) 
     return metrics
 
 
-def failure_record(run: PlannedRun, exc: BaseException) -> dict[str, Any]:
+def failure_record(run: PlannedRun, exc: BaseException) -> RunRecord:
     """A failed run's record: status ``failed`` and why (one line + the traceback)."""
     return RunRecord.for_run(
         run,
         "failed",
         error=f"{type(exc).__name__}: {exc}",
         traceback="".join(traceback.format_exception(exc)),
-    ).dump()
+    )

@@ -24,8 +24,8 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from bench.core.record import RunRecord
 from bench.core.specs import PlannedRun
 from bench.core.store import RunStore
 from bench.data.prepare import prepare
@@ -50,7 +50,7 @@ class Slots:
     gpus_per_run: float = 1.0
 
 
-Record = dict[str, Any]
+Record = RunRecord
 Launcher = Callable[[list[PlannedRun], ExecOptions, Slots], Iterator[tuple[PlannedRun, Record]]]
 LAUNCHERS: dict[str, Launcher] = {}
 
@@ -100,7 +100,7 @@ def execute_safely(run: PlannedRun, options: ExecOptions) -> Record:
         if tracker is not None:
             tracker.kill(f"interrupted: {type(exc).__name__}")
         raise
-    rec["placement"] = placement()
+    rec.placement = placement()
     if tracker is not None:
         from bench.report.plots import run_figures  # matplotlib: only where a run is tracked
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
-from typing import Any
 
 from bench.core.errors import BenchError
+from bench.core.record import RunRecord
 
 # Ray's own switch for single-node clusters (what it does on macOS and Windows): with it
 # at 0 the node's address is 127.0.0.1, so every gRPC, agent and metrics server binds
@@ -101,5 +101,5 @@ def run_on_ray(pending, options, execute, gpus_per_run: float = 1.0) -> Iterator
     refs = {task.remote(r, options=worker_options): r for r in pending}
     while refs:
         done, _ = ray.wait(list(refs), num_returns=1)
-        record: dict[str, Any] = ray.get(done[0])
+        record: RunRecord = ray.get(done[0])
         yield refs.pop(done[0]), record

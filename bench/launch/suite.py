@@ -18,6 +18,7 @@ from bench.core.claims import describe as describe_owner
 from bench.core.config import SuiteConfig
 from bench.core.errors import StorageError
 from bench.core.progress import bar as progress_bar
+from bench.core.record import RunRecord
 from bench.core.specs import unique_stages
 from bench.core.store import RunStore
 from bench.engine.checkpoint import CHECKPOINT_NAME
@@ -52,7 +53,7 @@ def run_suite(
     launcher: str = "serial",
     workers: int = 2,
     progress: bool = True,
-    on_record: Callable[[PlannedRun, dict[str, Any]], None] | None = None,
+    on_record: Callable[[PlannedRun, RunRecord], None] | None = None,
     out=None,
     mlflow: bool = True,
     tracking_uri: str | None = None,
@@ -102,7 +103,7 @@ def _run_suite(
     launcher: str,
     workers: int,
     progress: bool,
-    on_record: Callable[[PlannedRun, dict[str, Any]], None] | None,
+    on_record: Callable[[PlannedRun, RunRecord], None] | None,
     out,
     mlflow: bool,
     tracking_uri: str | None,
@@ -244,11 +245,11 @@ class Recorder:
     claims: Claims
     outcome: SuiteOutcome
     tracker: SuiteTracker | None
-    on_record: Callable[[PlannedRun, dict[str, Any]], None] | None
+    on_record: Callable[[PlannedRun, RunRecord], None] | None
     progress: bool
     out: Any
 
-    def __call__(self, run: PlannedRun, rec: dict[str, Any]) -> None:
+    def __call__(self, run: PlannedRun, rec: RunRecord) -> None:
         store, meta = self.store, run.meta
         try:
             store.write(rec)
@@ -264,18 +265,19 @@ class Recorder:
             self.tracker.record_done(run, rec)
         if self.on_record:
             self.on_record(run, rec)
-        if rec["status"] != "finished":
+        if not rec.finished:
             self.outcome.failed.append(run.key)
-            print(f"FAILED {meta.row} / {meta.column} / seed {meta.seed}: {rec['error']}", file=self.out)  # fmt: skip
+            print(f"FAILED {meta.row} / {meta.column} / seed {meta.seed}: {rec.error}", file=self.out)  # fmt: skip
             return
         (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
         self.outcome.ran.append(run.key)
         if not self.progress:  # no bars: one line per finished run instead
-            acc = rec["metrics"].get("test_acc", rec["metrics"].get("val_acc"))
+            m = rec.metrics  # a tuning run has no test_acc: its val_acc then
+            acc = m.test_acc if "test_acc" in m.model_fields_set else m.val_acc
             print(
                 f"done {meta.row} / {meta.column} / seed {meta.seed}"
                 + (f": test_acc {acc:.4f}" if isinstance(acc, float) else "")
-                + f" ({rec['timings'].get('total', 0.0):.1f}s)",
+                + f" ({rec.timings.get('total', 0.0):.1f}s)",
                 file=self.out,
                 flush=True,
             )

@@ -290,6 +290,29 @@ def build_table(
     if stats.TESTS.get(test) is None:
         raise ValueError(f"unknown test {test!r}; expected one of {sorted(stats.TESTS)}")
     table_no = _parse_reference(reference)
+    table, ranked = _ranked_table(df, metric, per_task, exclude)
+    sig_lines = _significance(table, per_seed_values(df, metric, per_task), ranked, test, alpha)
+    if table_no is not None:
+        _add_paper_rows(table, table_no, per_task)
+    notes = _value_notes(table, metric, per_task) + sig_lines
+    if any(k[0] == AVG for k in table.cell_keys):
+        notes.append(f"{AVG}: mean over datasets of the per-row means (no std, not tested).")
+    if failures is not None:
+        notes += _mark_failures(table, failures)
+    elif n_failed:
+        notes.append(f"{n_failed} failed run{'s' if n_failed != 1 else ''} not included.")
+    notes += _collapse_notes(df)
+    if table_no is not None:
+        notes.append(_paper_note(table, table_no))
+    table.notes = notes + list(extra_notes)
+    return table
+
+
+def _ranked_table(
+    df: pd.DataFrame, metric: str, per_task: bool, exclude: Sequence[str]
+) -> tuple[Table, list[str]]:
+    """The summary in display order (the ``exclude``d reference rows first, unranked),
+    its best and second best marked; and the ranked rows."""
     summary = summarize(df, metric, per_task)
     if summary.empty:
         raise ValueError(f"no {metric} values to tabulate")
@@ -298,55 +321,54 @@ def build_table(
     unranked = [r for r in rows if methods.get(r) in set(exclude)]
     ranked = [r for r in rows if r not in unranked]
     summary = summary.loc[unranked + ranked]
-    n_cols = [c for c in summary.columns if c[-1] == "n" and c[0] != AVG]
+    n_cols = _n_columns(summary)
     max_n = int(summary[n_cols].max().max()) if n_cols else 0
     table = Table(summary, methods, unranked, max_n=max_n, per_task=per_task)
     _rank(table, ranked)
-    long = per_seed_values(df, metric, per_task)
-    sig_lines = _significance(table, long, ranked, test, alpha)
+    return table, ranked
 
-    columns = list(dict.fromkeys(k[0] for k in table.cell_keys if k[0] != AVG))
-    if table_no is not None:
-        keys = [k for k in table.cell_keys if k[0] != AVG]
-        paper = _paper_rows(table_no, columns, keys, set(methods.values()), per_task)
-        table.summary = pd.concat([table.summary, paper[table.summary.columns]])
-        table.paper_rows = list(paper.index)
-        for r in table.paper_rows:
-            table.methods[r] = "paper"
 
-    short = (table.summary[n_cols] < max_n).fillna(False).to_numpy().any() if n_cols else False
+def _n_columns(summary: pd.DataFrame) -> list:
+    """The seed-count columns of a summary (not the average's)."""
+    return [c for c in summary.columns if c[-1] == "n" and c[0] != AVG]
+
+
+def _add_paper_rows(table: Table, table_no: int, per_task: bool) -> None:
+    """The published numbers of the paper's Table ``table_no`` as unranked rows."""
+    keys = [k for k in table.cell_keys if k[0] != AVG]
+    columns = list(dict.fromkeys(k[0] for k in keys))
+    paper = _paper_rows(table_no, columns, keys, set(table.methods.values()), per_task)
+    table.summary = pd.concat([table.summary, paper[table.summary.columns]])
+    table.paper_rows = list(paper.index)
+    for r in table.paper_rows:
+        table.methods[r] = "paper"
+
+
+def _value_notes(table: Table, metric: str, per_task: bool) -> list[str]:
+    """The footnote's first lines: what the values are, the per-task columns, the marks."""
+    n_cols = _n_columns(table.summary)
+    short = (
+        (table.summary[n_cols] < table.max_n).fillna(False).to_numpy().any() if n_cols else False
+    )
     what = METRIC_TEXT.get(metric, metric)
     notes = [
         f"Values: {what} in %, mean ± sample standard deviation (ddof=1) over seeds"
-        + (f"; (n=k): only k of {max_n} seeds finished." if short else ".")
+        + (f"; (n=k): only k of {table.max_n} seeds finished." if short else ".")
     ]
     if per_task:
         notes.append("T1…TN: accuracy on each teacher's test classes; Merge: over all classes.")
     ranking = "Bold: best; underlined: second best in each column"
-    if unranked:
-        ranking += f"; not ranked: the reference rows ({', '.join(unranked)})"
+    if table.unranked:
+        ranking += f"; not ranked: the reference rows ({', '.join(table.unranked)})"
     notes.append(ranking + ".")
-    notes += sig_lines
-    if any(k[0] == AVG for k in table.cell_keys):
-        notes.append(f"{AVG}: mean over datasets of the per-row means (no std, not tested).")
-    if failures is not None:
-        n_failed = len(failures)
-        notes += _mark_failures(table, failures)
-    elif n_failed:
-        notes.append(f"{n_failed} failed run{'s' if n_failed != 1 else ''} not included.")
-    notes += _collapse_notes(df)
-    if table_no is not None:
-        if table.paper_rows:
-            cols = " (T1 = Stanford Cars, T2 = FGVC-Aircraft)" if table_no == 5 else ""
-            notes.append(
-                f"(paper): published mean ± std, Table {table_no} of {PAPER}{cols}; not ranked."
-            )
-        else:
-            notes.append(
-                f"No published numbers of Table {table_no} of {PAPER} match these columns."
-            )
-    table.notes = notes + list(extra_notes)
-    return table
+    return notes
+
+
+def _paper_note(table: Table, table_no: int) -> str:
+    if table.paper_rows:
+        cols = " (T1 = Stanford Cars, T2 = FGVC-Aircraft)" if table_no == 5 else ""
+        return f"(paper): published mean ± std, Table {table_no} of {PAPER}{cols}; not ranked."
+    return f"No published numbers of Table {table_no} of {PAPER} match these columns."
 
 
 def _collapse_notes(df: pd.DataFrame) -> list[str]:

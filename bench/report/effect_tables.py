@@ -38,7 +38,7 @@ def resolve_baseline(suite_dir: Path | str | None, baseline: str | None = None) 
 
 def _frame(suite_dir: Path | str, select: str) -> tuple[pd.DataFrame, str]:
     records = read_records(suite_dir)
-    if not any(r.get("status") == "finished" for r in records):
+    if not any(r.finished for r in records):
         raise ValueError(f"no finished runs under {runs_dir(suite_dir)}")
     return selected_frame(records, select), selected_column(select)
 

@@ -1,11 +1,11 @@
-"""Records -> tidy frames: ``result.json`` files (validated as
-:class:`~bench.core.record.RunRecord`) or an MLflow experiment, one row per run; and
-:func:`drop_superseded`, which leaves out the runs a current plan replaced."""
+"""Records -> tidy frames: ``result.json`` files or an MLflow experiment read as
+:class:`~bench.core.record.RunRecord` objects, turned into pandas here and nowhere else
+(:func:`results_frame`, :func:`failures_frame`, :func:`histories_frame`), one row per run;
+and :func:`drop_superseded`, which leaves out the runs a current plan replaced."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 import warnings
@@ -15,16 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.core.record import InvalidRecord, validate_record
+from bench.core.record import InvalidRecord, Metrics, RunRecord
+from bench.core.store import read_record
 
-ID_COLUMNS = ["run_key", "suite", "row", "row_order", "column", "column_order", "seed", "method"]
-SCALAR_METRICS = [
-    "test_acc",
-    "val_acc",
-    "test_acc_at_best_val",
-    "val_falls",
-    "val_fall_drop",
-]
+ID_COLUMNS = list(RunRecord.IDS)
+SCALAR_METRICS = list(Metrics.frame_columns())
 TASK_PREFIX = "task:"
 
 # --------------------------------------------------------------------------- I/O
@@ -35,27 +30,24 @@ def runs_dir(suite_dir: Path | str) -> Path:
     return suite_dir / "runs" if (suite_dir / "runs").is_dir() else suite_dir
 
 
-def read_records(suite_dir: Path | str) -> list[dict[str, Any]]:
+def read_records(suite_dir: Path | str) -> list[RunRecord]:
     """Every readable ``runs/*/result.json`` record; warns about (and skips) broken ones."""
     records = []
     for path in sorted(runs_dir(suite_dir).glob("*/result.json")):
         try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            warnings.warn(f"skipping unreadable result file {path}: {err}", stacklevel=2)
-            continue
-        try:
-            rec = validate_record(rec)
+            record = read_record(path)
         except InvalidRecord as err:
-            warnings.warn(f"skipping {path}: not a run record ({err})", stacklevel=2)
+            warnings.warn(f"skipping {err}", stacklevel=2)
             continue
-        rec["_path"] = str(path)
-        records.append(rec)
+        if record is None:
+            warnings.warn(f"skipping unreadable result file {path}", stacklevel=2)
+            continue
+        records.append(record)
     return records
 
 
-def _ids(rec: dict[str, Any]) -> dict[str, Any]:
-    out = {k: rec.get(k) for k in ID_COLUMNS}
+def _ids(rec: RunRecord) -> dict[str, Any]:
+    out = {k: getattr(rec, k) for k in ID_COLUMNS}
     for k in ("row_order", "column_order"):
         out[k] = math.inf if out[k] is None else out[k]
     return out
@@ -84,37 +76,33 @@ def _tidy(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df[ID_COLUMNS + SCALAR_METRICS + tasks].reset_index(drop=True)
 
 
-def results_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def results_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     """Tidy frame of the finished records: ids, scalar metrics (fractions), ``task:T*``."""
     rows = []
     for rec in records:
-        if rec.get("status") != "finished":
+        if not rec.finished:
             continue
-        metrics = rec.get("metrics") or {}
-        row = _ids(rec) | {m: _num(metrics.get(m)) for m in SCALAR_METRICS}
-        for task, acc in (metrics.get("task_acc") or {}).items():
+        metrics = rec.metrics
+        row = _ids(rec) | {m: _num(getattr(metrics, m)) for m in SCALAR_METRICS}
+        for task, acc in metrics.task_acc.items():
             row[TASK_PREFIX + task] = _num(acc)
         rows.append(row)
     return _tidy(rows)
 
 
-def failures_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per failed record: ids, ``error`` and ``path``."""
-    rows = [
-        _ids(r) | {"error": r.get("error"), "path": r.get("_path")}
-        for r in records
-        if r.get("status") == "failed"
-    ]
+def failures_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per failed record: ids, ``error`` and ``path`` (where it was read from)."""
+    rows = [_ids(r) | {"error": r.error, "path": r.source} for r in records if not r.finished]
     return pd.DataFrame(rows, columns=ID_COLUMNS + ["error", "path"])
 
 
-def histories_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def histories_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     """Long frame of the finished runs' per-epoch ``history`` entries (ids + entry keys)."""
     rows = [
         _ids(r) | entry
         for r in records
-        if r.get("status") == "finished"
-        for entry in (r.get("history") or [])
+        if r.finished
+        for entry in r.history
         if isinstance(entry, dict) and "epoch" in entry
     ]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=ID_COLUMNS + ["epoch"])
@@ -158,8 +146,11 @@ def _tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(old)
 
 
-def _mlflow_records(experiment_name: str, tracking_uri: str) -> list[dict[str, Any]]:
-    """Child runs (those tagged ``run_key``) as result.json-like records."""
+MLFLOW_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "failed"}
+
+
+def _child_runs(experiment_name: str, tracking_uri: str) -> pd.DataFrame:
+    """The experiment's ended child runs (tagged ``run_key``, not teachers), oldest first."""
     import mlflow
 
     if mlflow.MlflowClient(tracking_uri).get_experiment_by_name(experiment_name) is None:
@@ -167,56 +158,50 @@ def _mlflow_records(experiment_name: str, tracking_uri: str) -> list[dict[str, A
     with _tracking_uri(tracking_uri):
         runs = mlflow.search_runs(experiment_names=[experiment_name], output_format="pandas")
     if runs.empty or "tags.run_key" not in runs:
-        return []
+        return runs.iloc[0:0]
     runs = runs[runs["tags.run_key"].notna()]
     if "tags.kind" in runs:  # teacher runs (kind=teacher) are not table rows
         runs = runs[runs["tags.kind"].isna() | (runs["tags.kind"] == "run")]
-    runs = runs.sort_values("start_time")
-    status_map = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "failed"}
-    records: dict[tuple[str, str], dict[str, Any]] = {}
-    for _, r in runs.iterrows():
-        status = status_map.get(r["status"])
-        if status is None:  # RUNNING / SCHEDULED
-            continue
+    runs = runs[runs["status"].isin(list(MLFLOW_STATUS))]  # not RUNNING / SCHEDULED
+    return runs.sort_values("start_time")
 
-        def tag(name: str, r=r) -> Any:
-            v = r.get(f"tags.{name}")
-            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
-        def as_int(v: Any) -> Any:
-            try:
-                return int(v)
-            except (TypeError, ValueError):
-                return v
+def _tag(run: pd.Series, name: str) -> Any:
+    value = run.get(f"tags.{name}")
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
-        tasks = {
-            c.split("/", 1)[1]: _num(r[c])
-            for c in runs.columns
-            if c.startswith("metrics.task_acc/") and not pd.isna(r[c])
-        }
-        metrics = {m: _num(r.get(f"metrics.{m}")) for m in SCALAR_METRICS}
-        metrics = {m: v for m, v in metrics.items() if not math.isnan(v)}  # logged ones
-        record = {
-            "run_key": tag("run_key"),
-            "status": status,
-            "suite": tag("suite"),
-            "method": tag("method"),
-            "row": tag("row"),
-            "row_order": as_int(tag("row_order")),
-            "column": tag("column"),
-            "column_order": as_int(tag("column_order")),
-            "seed": as_int(tag("seed")),
-            "metrics": metrics | {"task_acc": tasks},
-            "error": tag("error"),
-        }
+
+def _child_record(run: pd.Series) -> dict[str, Any]:
+    """One child run (a ``search_runs`` row) as the data of a record: its identity tags
+    (numbers as the tags' text: the record's schema reads them), metrics and error."""
+    tasks = {
+        c.split("/", 1)[1]: _num(run[c])
+        for c in run.index
+        if c.startswith("metrics.task_acc/") and not pd.isna(run[c])
+    }
+    metrics = {m: _num(run.get(f"metrics.{m}")) for m in SCALAR_METRICS}
+    metrics = {m: v for m, v in metrics.items() if not math.isnan(v)}  # logged ones
+    return {
+        **{name: _tag(run, name) for name in RunRecord.IDS},
+        "status": MLFLOW_STATUS[run["status"]],
+        "metrics": metrics | {"task_acc": tasks},
+        "error": _tag(run, "error"),
+    }
+
+
+def _mlflow_records(experiment_name: str, tracking_uri: str) -> list[RunRecord]:
+    """Child runs (those tagged ``run_key``) as records: the latest per key and status, a
+    failed one only where its key has no finished one."""
+    records: dict[tuple[str, str], RunRecord] = {}
+    for _, run in _child_runs(experiment_name, tracking_uri).iterrows():
         try:
-            record = validate_record(record) | {"_path": f"mlflow run {r['run_id']}"}
+            record = RunRecord.parse(_child_record(run), f"mlflow run {run['run_id']}")
         except InvalidRecord as err:
             warnings.warn(
-                f"skipping MLflow run {r['run_id']}: not a run record ({err})", stacklevel=2
+                f"skipping MLflow run {run['run_id']}: not a run record ({err})", stacklevel=2
             )
             continue
-        records[(status, tag("run_key"))] = record  # latest run per key and status wins
+        records[(record.status, record.run_key)] = record  # latest run wins
     finished = {key for status, key in records if status == "finished"}
     return [
         rec for (status, key), rec in records.items() if status == "finished" or key not in finished
@@ -239,8 +224,8 @@ def load_failures_mlflow(experiment_name: str, tracking_uri: str) -> pd.DataFram
 
 
 def drop_superseded(
-    records: list[dict[str, Any]], planned: dict[tuple[str, str, int], str]
-) -> list[dict[str, Any]]:
+    records: list[RunRecord], planned: dict[tuple[str, str, int], str]
+) -> list[RunRecord]:
     """``records`` without those a current plan supersedes: a record whose (row, column,
     seed) the plan now runs under another run key (the row's method, params or recipe
     changed, e.g. a new default reading) would otherwise be averaged with the new one.
@@ -252,11 +237,12 @@ def drop_superseded(
     columns = list(dict.fromkeys(column for _, column, _ in planned))
     kept = []
     for r in records:
-        if planned.get((r["row"], r["column"], r["seed"]), r["run_key"]) != r["run_key"]:
+        if planned.get((r.row, r.column, r.seed), r.run_key) != r.run_key:
             continue
-        if r["row"] in rows:
-            r = {**r, "row_order": rows.index(r["row"])}
-        if r["column"] in columns:
-            r = {**r, "column_order": columns.index(r["column"])}
-        kept.append(r)
+        order = {}
+        if r.row in rows:
+            order["row_order"] = rows.index(r.row)
+        if r.column in columns:
+            order["column_order"] = columns.index(r.column)
+        kept.append(r.model_copy(update=order) if order else r)
     return kept

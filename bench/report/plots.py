@@ -12,7 +12,6 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -20,12 +19,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from bench.core.atomic import atomic_write_bytes
+from bench.core.record import RunRecord
+from bench.report.loading import ID_COLUMNS, histories_frame
 
 log = logging.getLogger(__name__)
 
 REFERENCE_METHODS = ("supervised", "teacher")
 SKIP_CURVES = {"epoch", "epoch_time", "data_time", "step_time", "lr"}
-ID_COLUMNS = ("run_key", "suite", "row", "row_order", "column", "column_order", "seed", "method")
 
 
 def figure_png(fig: Figure, dpi: int = 120) -> bytes:
@@ -128,25 +128,16 @@ def write_plots(results: pd.DataFrame, history: pd.DataFrame, out_dir: Path | st
     return written
 
 
-def run_figures(record: dict[str, Any]) -> dict[str, bytes]:
+def run_figures(record: RunRecord) -> dict[str, bytes]:
     """The figures of one finished run's record, by file name: ``curves.png`` (its loss
     terms and val_acc per epoch) when it has a history. A figure that cannot be drawn is
     left out, with a warning: a missing plot never fails a run or its tracking."""
-    ids = {k: record.get(k) for k in ID_COLUMNS}
-    for k in ("row_order", "column_order"):
-        ids[k] = float("inf") if ids[k] is None else ids[k]
-    history = [
-        ids | entry
-        for entry in record.get("history") or []
-        if isinstance(entry, dict) and "epoch" in entry
-    ]
-    if record.get("status") != "finished" or not history:
+    history = histories_frame([record])
+    if history.empty:
         return {}
     try:
-        fig = training_curves(pd.DataFrame(history), record.get("row"))
+        fig = training_curves(history, record.row)
         return {} if fig is None else {"curves.png": figure_png(fig)}
     except Exception as exc:  # noqa: BLE001
-        log.warning(
-            "curves for %s not drawn: %s: %s", record.get("run_key"), type(exc).__name__, exc
-        )
+        log.warning("curves for %s not drawn: %s: %s", record.run_key, type(exc).__name__, exc)
         return {}

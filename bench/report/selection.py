@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.core.record import RunRecord
 from bench.report.loading import results_frame
 
 PROTOCOLS = ("last", "best-val", "best-test")
@@ -41,19 +42,19 @@ def _check(protocol: str) -> None:
         raise ValueError(f"unknown selection {protocol!r}; expected one of {list(PROTOCOLS)}")
 
 
-def _where(record: dict[str, Any]) -> str:
-    return f"{record.get('row')} / {record.get('column')} / seed {record.get('seed')}"
+def _where(record: RunRecord) -> str:
+    return f"{record.row} / {record.column} / seed {record.seed}"
 
 
 def _number(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def _entries(record: dict[str, Any]) -> list[dict[str, Any]]:
-    return [h for h in record.get("history") or [] if isinstance(h, dict) and "epoch" in h]
+def _entries(record: RunRecord) -> list[dict[str, Any]]:
+    return [h for h in record.history if isinstance(h, dict) and "epoch" in h]
 
 
-def _best_val_entry(record: dict[str, Any]) -> dict[str, Any] | None:
+def _best_val_entry(record: RunRecord) -> dict[str, Any] | None:
     """The history entry ``keep_best`` keeps: strictly higher val_acc wins, so the first."""
     best = None
     for entry in _entries(record):
@@ -63,7 +64,7 @@ def _best_val_entry(record: dict[str, Any]) -> dict[str, Any] | None:
     return None if best is None else best[1]
 
 
-def _best_test_entry(record: dict[str, Any]) -> dict[str, Any]:
+def _best_test_entry(record: RunRecord) -> dict[str, Any]:
     best = None
     for entry in _entries(record):
         acc = _number(entry.get(CURVE))
@@ -74,21 +75,21 @@ def _best_test_entry(record: dict[str, Any]) -> dict[str, Any]:
     return best[1]
 
 
-def select_test_acc(record: dict[str, Any], protocol: str) -> float:
+def select_test_acc(record: RunRecord, protocol: str) -> float:
     """The test accuracy (a fraction) ``record`` reports under ``protocol`` (module doc).
     Raises :class:`MissingTestCurve` for ``best-test`` without a curve and
     :class:`SelectionUnavailable` for ``best-val`` without a validation history."""
     _check(protocol)
-    metrics = record.get("metrics") or {}
+    metrics = record.metrics
     if protocol == "last" or not _entries(record):  # a row that trains nothing: no epochs
-        acc = _number(metrics.get("test_acc"))
+        acc = _number(metrics.test_acc)
         return math.nan if acc is None else acc
     if protocol == "best-test":
         return float(_best_test_entry(record)[CURVE])
     entry = _best_val_entry(record)
     acc = None if entry is None else _number(entry.get(CURVE))
     if acc is None:
-        acc = _number(metrics.get("test_acc_at_best_val"))
+        acc = _number(metrics.test_acc_at_best_val)
     if acc is None:
         raise SelectionUnavailable(
             f"{_where(record)}: no validation history (test_acc_at_best_val) to select on"
@@ -96,7 +97,7 @@ def select_test_acc(record: dict[str, Any], protocol: str) -> float:
     return acc
 
 
-def selected_epoch(record: dict[str, Any], protocol: str) -> int | None:
+def selected_epoch(record: RunRecord, protocol: str) -> int | None:
     """The epoch ``protocol`` picks in ``record``'s history (None when it has none)."""
     _check(protocol)
     if protocol == "last":
@@ -105,7 +106,7 @@ def selected_epoch(record: dict[str, Any], protocol: str) -> int | None:
     if protocol == "best-val":
         entry = _best_val_entry(record)
         if entry is None:
-            epoch = (record.get("metrics") or {}).get("best_val_epoch")
+            epoch = record.metrics.best_val_epoch
             return None if epoch is None else int(epoch)
         return int(entry["epoch"])
     try:
@@ -120,11 +121,11 @@ def selected_column(protocol: str) -> str:
     return "test_acc" if protocol == "last" else f"test_acc@{protocol}"
 
 
-def _finished(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "finished"]
+def _finished(records: Iterable[RunRecord]) -> list[RunRecord]:
+    return [r for r in records if r.finished]
 
 
-def selected_frame(records: Iterable[dict[str, Any]], protocol: str) -> pd.DataFrame:
+def selected_frame(records: Iterable[RunRecord], protocol: str) -> pd.DataFrame:
     """``results_frame(records)`` plus the column :func:`selected_column` (a fraction per
     run). Raises :class:`SelectionUnavailable` (:class:`MissingTestCurve` for best-test)
     saying how many runs lack what ``protocol`` reads, with one of them as example."""
@@ -154,7 +155,7 @@ def selected_frame(records: Iterable[dict[str, Any]], protocol: str) -> pd.DataF
     return df.assign(**{selected_column(protocol): values})
 
 
-def protocols_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def protocols_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     """Per (row, column), in points: n (seeds), the mean over seeds under ``last``,
     ``best_val`` and ``best_test`` (NaN where a seed lacks what the protocol reads) and
     ``inflation`` = best_test - last. Rows and columns in ``row_order`` / ``column_order``."""

@@ -29,53 +29,41 @@ def render_table(
     suite_dir: Path | str,
     fmt: str = "markdown",
     out: Path | str | None = None,
-    per_task: bool = False,
-    reference: str | None = None,
-    test: str = "ttest",
-    alpha: float = 0.05,
-    caption: str | None = None,
-    label: str | None = None,
-    metric: str = "test_acc",
-    exclude: Sequence[str] = DEFAULT_REFERENCE_METHODS,
     planned: dict[tuple[str, str, int], str] | None = None,
     select: str = "last",
+    **options: Any,
 ) -> str:
     """The table of ``suite_dir`` as ``fmt`` (markdown | latex | csv); also written to ``out``.
     ``planned``: leave out runs a current plan supersedes (:func:`drop_superseded`).
     ``select``: the epoch whose test accuracy each run reports (:mod:`.selection`); raises
     :class:`~bench.report.selection.SelectionUnavailable` (nothing written) when runs
-    lack what it reads."""
+    lack what it reads. ``options``: :func:`render_frame`'s (per_task, reference, test,
+    alpha, caption, label, metric, exclude)."""
     records = read_records(suite_dir)
     if planned is not None:
         records = drop_superseded(records, planned)
     failures = failures_frame(records)
-    if not any(r.get("status") == "finished" for r in records):
+    if not any(r.finished for r in records):
         raise ValueError(f"no finished runs under {runs_dir(suite_dir)} ({len(failures)} failed)")
     notes: list[str] = []
     if select != "last":
-        if per_task:
-            raise ValueError(f"--select {select}: per-task columns are reported for last only")
-        if metric != "test_acc":
-            raise ValueError(f"--select {select} selects test_acc, not {metric}")
-        metric = selected_column(select)
+        options["metric"] = selection_metric(select, **options)
         notes.append(f"Selection: {PROTOCOL_TEXT[select]}.")
     df = selected_frame(records, select)
     return render_frame(
-        df,
-        len(failures),
-        fmt=fmt,
-        out=out,
-        per_task=per_task,
-        reference=reference,
-        test=test,
-        alpha=alpha,
-        caption=caption,
-        label=label,
-        metric=metric,
-        exclude=exclude,
-        failures=failures,
-        extra_notes=notes,
+        df, len(failures), fmt=fmt, out=out, failures=failures, extra_notes=notes, **options
     )
+
+
+def selection_metric(
+    select: str, per_task: bool = False, metric: str = "test_acc", **_: Any
+) -> str:
+    """The results-frame column a table under ``select`` (not ``last``) reports."""
+    if per_task:
+        raise ValueError(f"--select {select}: per-task columns are reported for last only")
+    if metric != "test_acc":
+        raise ValueError(f"--select {select} selects test_acc, not {metric}")
+    return selected_column(select)
 
 
 def render_frame(

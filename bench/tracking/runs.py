@@ -44,6 +44,7 @@ import yaml
 
 import bench.tracking.sender as sender
 from bench.core.atomic import read_json
+from bench.core.record import Metrics, RunRecord, identity
 from bench.tracking.client import (
     MAX_TAG_VALUE,
     client,
@@ -53,16 +54,6 @@ from bench.tracking.client import (
     guard,
     log_batch,
     remote,
-)
-
-FINAL_SCALARS = (
-    "test_acc",
-    "val_acc",
-    "best_val_acc",
-    "best_val_epoch",
-    "test_acc_at_best_val",
-    "val_falls",  # bench.engine.health: the longest streak of falling val accuracy
-    "val_fall_drop",
 )
 
 Figures = dict[str, bytes]  # artifact file name -> content (e.g. "curves.png")
@@ -209,6 +200,12 @@ def provenance() -> dict[str, str]:
     return {"git_commit": commit, "git_dirty": dirty}
 
 
+def source_tags() -> dict[str, str]:
+    """:func:`provenance` and MLflow's own commit tag (a suite's parent and child runs)."""
+    tags = provenance()
+    return {**tags, "mlflow.source.git.commit": tags["git_commit"]}
+
+
 # -------------------------------------------------------------- record -> metrics
 
 
@@ -216,17 +213,18 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def final_metrics(record: dict[str, Any]) -> dict[str, float]:
+def final_metrics(record: RunRecord) -> dict[str, float]:
     """The end-of-run metrics of a record, by MLflow name (step 0)."""
-    metrics = record.get("metrics") or {}
-    out = {k: float(metrics[k]) for k in FINAL_SCALARS if _finite(metrics.get(k))}
-    history = record.get("history") or []
+    metrics = record.metrics
+    scalars = {k: getattr(metrics, k) for k in Metrics.scalars()}
+    out = {k: float(v) for k, v in scalars.items() if _finite(v)}
+    history = record.history
     if history and "val_acc" in history[-1]:
         out.pop("val_acc", None)  # already the last point of the per-epoch val_acc curve
-    for task, acc in (metrics.get("task_acc") or {}).items():
+    for task, acc in metrics.task_acc.items():
         if _finite(acc):
             out[f"task_acc/{task}"] = float(acc)
-    for name, seconds in (record.get("timings") or {}).items():
+    for name, seconds in record.timings.items():
         if _finite(seconds):
             out[f"time/{name}"] = float(seconds)
     return out
@@ -257,21 +255,10 @@ class TrackingTarget:
 
 def run_tags(target: TrackingTarget, run, device: str | None) -> dict[str, str]:
     """Tags of a child run at creation (see the module docstring)."""
-    meta = run.meta
-    commit, dirty = git_info()
     tags = {
         "kind": "run",
-        "run_key": run.key,
-        "suite": meta.suite,
-        "method": meta.method,
-        "row": meta.row,
-        "row_order": str(meta.row_order),
-        "column": meta.column,
-        "column_order": str(meta.column_order),
-        "seed": str(meta.seed),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "mlflow.source.git.commit": commit,
+        **{name: str(value) for name, value in identity(run).items()},
+        **source_tags(),
         "owner": target.owner,
     }
     if device is not None:
@@ -326,26 +313,25 @@ class RunTracker:
         with guard(what):
             self.mlrun.log_epochs_later(records, what)
 
-    def finish(self, record: dict[str, Any], figures: Figures | None = None) -> bool:
+    def finish(self, record: RunRecord, figures: Figures | None = None) -> bool:
         """End the run from its record, with ``figures`` among its artifacts; sets
-        ``record["mlflow_run_id"]`` when it worked."""
+        ``record.mlflow_run_id`` when it worked."""
         if not enabled():
             return False
-        finished = record.get("status") == "finished"
         with guard(f"finishing the MLflow run of {self.run.key}"):
             self.mlrun.flush()  # a server that stopped answering: found out here, in seconds
-            tags = {"teacher_keys": ",".join(t["key"] for t in record.get("teachers", []))}
-            if record.get("error"):
-                tags["error"] = record["error"]
-            if record.get("resumed_from_epoch"):
-                tags["resumed_from_epoch"] = record["resumed_from_epoch"]
+            tags = {"teacher_keys": ",".join(t["key"] for t in record.teachers)}
+            if record.error:
+                tags["error"] = record.error
+            if record.resumed_from_epoch:
+                tags["resumed_from_epoch"] = record.resumed_from_epoch
             self.mlrun.log(metrics=final_metrics(record), tags=tags)
-            logged = {**record, "mlflow_run_id": self.run_id}
+            logged = record.model_copy(update={"mlflow_run_id": self.run_id})
             with tempfile.TemporaryDirectory(prefix="ka-bench-mlflow-") as tmp:
                 write_run_artifacts(Path(tmp), self.run, logged, figures or {})
                 self.mlrun.log_folder(tmp)
-            self.mlrun.end("FINISHED" if finished else "FAILED")
-            record["mlflow_run_id"] = self.run_id
+            self.mlrun.end("FINISHED" if record.finished else "FAILED")
+            record.mlflow_run_id = self.run_id
             return True
         return False
 
@@ -357,11 +343,12 @@ class RunTracker:
             self.mlrun.end("KILLED", error=reason)
 
 
-def write_run_artifacts(folder: Path, run, record: dict[str, Any], figures: Figures) -> None:
-    """``config.yaml``, ``result.json`` and the rendered ``figures`` (``curves.png``)."""
+def write_run_artifacts(folder: Path, run, record: RunRecord, figures: Figures) -> None:
+    """``config.yaml``, ``result.json`` (as the results store writes it) and the rendered
+    ``figures`` (``curves.png``)."""
     (folder / "config.yaml").write_text(yaml.safe_dump(run_config(run), sort_keys=False))
     (folder / "result.json").write_text(
-        json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+        json.dumps(record.dump(), indent=2, sort_keys=True, default=str) + "\n"
     )
     for name, data in figures.items():
         (folder / name).write_bytes(data)

@@ -13,17 +13,17 @@ from typing import Any
 
 import bench.tracking.reconcile as reconciling
 from bench.core.atomic import read_json
+from bench.core.record import RunRecord
 from bench.tracking.client import (
     enabled,
     flatten_params,
-    git_info,
     guard,
     open_experiment,
     owner_token,
     resolve_tracking_uri,
     usable,
 )
-from bench.tracking.runs import Figures, MlflowRun, TrackingTarget, log_teacher
+from bench.tracking.runs import Figures, MlflowRun, TrackingTarget, log_teacher, source_tags
 
 
 class SuiteTracker:
@@ -36,7 +36,7 @@ class SuiteTracker:
         self,
         target: TrackingTarget,
         results_root: Path,
-        figures: Callable[[dict[str, Any]], Figures] | None = None,
+        figures: Callable[[RunRecord], Figures] | None = None,
     ) -> None:
         self.target = target
         self.results_root = Path(results_root)
@@ -58,7 +58,7 @@ class SuiteTracker:
         results_root: Path | str,
         tracking_uri: str | None = None,
         params: dict[str, Any] | None = None,
-        figures: Callable[[dict[str, Any]], Figures] | None = None,
+        figures: Callable[[RunRecord], Figures] | None = None,
     ) -> SuiteTracker:
         """Open (or create) the suite's experiment and start the parent run; a store that
         cannot be used is a :class:`~bench.tracking.client.TrackingError` (one line)
@@ -67,14 +67,11 @@ class SuiteTracker:
         uri = resolve_tracking_uri(results_root, tracking_uri)
         experiment_id = open_experiment(uri, suite_name)
         owner = owner_token()
-        commit, dirty = git_info()
         tags = {
             "kind": "suite",
             "suite": suite_name,
             "owner": owner,
-            "git_commit": commit,
-            "git_dirty": dirty,
-            "mlflow.source.git.commit": commit,
+            **source_tags(),
             "command": " ".join(sys.argv),
         }
         name = f"{suite_name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
@@ -92,16 +89,16 @@ class SuiteTracker:
 
     # -- records arriving from the launcher
 
-    def record_done(self, run, record: dict[str, Any]) -> None:
+    def record_done(self, run, record: RunRecord) -> None:
         """After ``result.json`` is written: log the record's teachers, and log the run
         itself if the executing process did not (Ray workers, a broken worker tracker)."""
         if not enabled():
             return
-        if not record.get("mlflow_run_id"):
+        if not record.mlflow_run_id:
             self.log_record(run, record, backfill=False)
         self.log_teachers(record)
 
-    def log_record(self, run, record: dict[str, Any], backfill: bool) -> int:
+    def log_record(self, run, record: RunRecord, backfill: bool) -> int:
         """:func:`bench.tracking.reconcile.log_record`, then (backfills) its teachers;
         1 if logged."""
         ok = reconciling.log_record(self.target, run, record, backfill, self.figures)
@@ -109,9 +106,9 @@ class SuiteTracker:
             self.log_teachers(record)
         return int(ok)
 
-    def log_teachers(self, record: dict[str, Any]) -> None:
+    def log_teachers(self, record: RunRecord) -> None:
         """One run per teacher key of ``record`` in this experiment (once each)."""
-        for teacher in record.get("teachers") or []:
+        for teacher in record.teachers:
             key = teacher.get("key")
             if not key or key in self.teachers_logged or not enabled():
                 continue

@@ -250,8 +250,8 @@ class Objective:
                         )
 
                 rec = execute(run, self.options, callbacks=[report])
-                metrics = rec["metrics"]
-                value = metrics["val_acc" if cfg.objective.epoch == "last" else "best_val_acc"]
+                metrics = rec.metrics
+                value = metrics.val_acc if cfg.objective.epoch == "last" else metrics.best_val_acc
                 values.append(float(value))
         except optuna.TrialPruned as exc:
             tracker.end(TrialState.PRUNED, error=str(exc))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.atomic import atomic_write_text
+from bench.core.record import RunRecord
 from bench.engine.health import COLLAPSE_DROP, COLLAPSE_FALLS, is_collapsing
 from bench.report import paper_reference, read_records
 from methods.readings import PRESETS, READING_OPTIONS, STUDY_HISTORY, flat_terms
@@ -49,26 +50,24 @@ class Row:
     collapsed: int = 0
 
 
-def collect_rows(records: Iterable[dict[str, Any]]) -> dict[str, Row]:
+def collect_rows(records: Iterable[RunRecord]) -> dict[str, Row]:
     """Finished records grouped by row label, in suite order."""
     rows: dict[str, Row] = {}
     for rec in records:
-        if rec.get("status") != "finished":
+        if not rec.finished:
             continue
-        label = rec["row"]
-        row = rows.get(label)
+        row = rows.get(rec.row)
         if row is None:
-            params = (rec.get("spec") or {}).get("params") or {}
-            row = rows[label] = Row(label, rec["method"], params, rec.get("row_order") or 0)
-        m = rec.get("metrics") or {}
-        seed = int(rec["seed"])
-        if m.get("val_acc") is not None:
-            row.val[seed] = 100 * float(m["val_acc"])
-        if m.get("test_acc") is not None:
-            row.test[seed] = 100 * float(m["test_acc"])
-        if is_collapsing(m.get("val_falls"), m.get("val_fall_drop")):
+            params = rec.spec.get("params") or {}
+            row = rows[rec.row] = Row(rec.row, rec.method, params, rec.row_order or 0)
+        m = rec.metrics
+        if m.val_acc is not None:
+            row.val[rec.seed] = 100 * float(m.val_acc)
+        if m.test_acc is not None:
+            row.test[rec.seed] = 100 * float(m.test_acc)
+        if is_collapsing(m.val_falls, m.val_fall_drop):
             row.collapsed += 1
-        last = (rec.get("history") or [{}])[-1]
+        last = (rec.history or [{}])[-1]
         if last.get("feat_cos") is not None:
             row.feat_cos.append(float(last["feat_cos"]))
             row.eff_rank.append(float(last["eff_rank"]))
@@ -290,13 +289,13 @@ def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
     records = read_records(suite_dir)
     stale = 0
     if keys is not None:
-        stale = sum(1 for r in records if r["run_key"] not in keys)
-        records = [r for r in records if r["run_key"] in keys]
+        stale = sum(1 for r in records if r.run_key not in keys)
+        records = [r for r in records if r.run_key in keys]
     rows = collect_rows(records)
     if not rows:
         raise ValueError(f"no finished runs under {suite_dir}")
-    seeds = sorted({int(r["seed"]) for r in records if r.get("status") == "finished"})
-    columns = sorted({r["column"] for r in records if r.get("status") == "finished"})
+    seeds = sorted({r.seed for r in records if r.finished})
+    columns = sorted({r.column for r in records if r.finished})
     default_lines, picks = _option_table(rows, "default")
     literal_lines, _ = _option_table(rows, "paper-literal")
     disagree = {k: v for k, v in picks.items() if v != _fmt(PRESETS["default"][k])}

@@ -18,12 +18,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from bench.core.atomic import atomic_write_text
 from bench.core.config import SuiteConfig, load_suite
+from bench.core.record import RunRecord
 from bench.experiment.plan import dose_points, expand, finished_studies, plan_studies, planned_cells
 from bench.experiment.protocol import StudyPlan, format_point, read_best
 from bench.report import drop_superseded, read_records, results_frame
@@ -54,7 +54,7 @@ class Study:
     suite: SuiteConfig
     suite_dir: Path
     results_root: Path
-    records: list[dict[str, Any]]
+    records: list[RunRecord]
     df: pd.DataFrame
     studies: list[StudyPlan]
     doses: dict[tuple[int, str], dict[float, str]]
@@ -70,7 +70,7 @@ class Study:
         records = read_records(suite_dir)
         kept = drop_superseded(records, planned_cells(runs))
         keys = {r.key for r in runs}
-        kept = [r for r in kept if r.get("run_key") in keys]
+        kept = [r for r in kept if r.run_key in keys]
         df = results_frame(kept)
         if df.empty:
             raise ValueError(f"no finished runs of {suite_file} under {suite_dir}")
@@ -187,11 +187,7 @@ def headroom(study: Study, column: str, baseline: str) -> float:
 def compute_minutes(study: Study, column: str) -> float:
     """Training time spent on a column: its runs' ``timings.total`` and its studies'
     trial durations (serial-equivalent minutes; teachers and stages included once)."""
-    runs = sum(
-        float((r.get("timings") or {}).get("total") or 0.0)
-        for r in study.records
-        if r.get("column") == column
-    )
+    runs = sum(float(r.timings.get("total") or 0.0) for r in study.records if r.column == column)
     trials = 0.0
     for plan in study.studies:
         if plan.column != column:
