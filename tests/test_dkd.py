@@ -117,9 +117,9 @@ def test_dkd_trains_end_to_end_through_the_harness(tmp_path):
     suite["datasets"][0].update(tasks=[[0, 1], [2, 3]], val_fraction=0.5)
     (run,) = expand(validate_suite(suite, "test"))
     rec = execute(run, ExecOptions(tmp_path, "cpu", progress=False))
-    assert rec["status"] == "finished" and rec["row"] == "DKD"
-    assert len(rec["history"]) == 2
-    for h in rec["history"]:
+    assert rec.status == "finished" and rec.row == "DKD"
+    assert len(rec.history) == 2
+    for h in rec.history:
         assert {"loss/tckd", "loss/nckd"} <= set(h)
         assert all(math.isfinite(h[k]) for k in ("loss", "loss/tckd", "loss/nckd"))
-    assert 0.0 <= rec["metrics"]["test_acc"] <= 1.0
+    assert 0.0 <= rec.metrics.test_acc <= 1.0

@@ -160,9 +160,9 @@ def test_layerwise_trains_end_to_end_through_the_harness(tmp_path):
     suite["datasets"][0].update(tasks=[[0, 1], [2, 3]], val_fraction=0.5)
     (run,) = expand(validate_suite(suite, "test"))
     rec = execute(run, ExecOptions(tmp_path, "cpu", progress=False))
-    assert rec["status"] == "finished" and rec["row"] == "Layer-wise KA"
-    assert len(rec["history"]) == 2
-    for h in rec["history"]:
+    assert rec.status == "finished" and rec.row == "Layer-wise KA"
+    assert len(rec.history) == 2
+    for h in rec.history:
         assert {"loss/kd", "loss/amal", "loss/rec"} <= set(h)
         assert all(math.isfinite(h[k]) for k in ("loss", "loss/kd", "loss/amal", "loss/rec"))
-    assert 0.0 <= rec["metrics"]["test_acc"] <= 1.0
+    assert 0.0 <= rec.metrics.test_acc <= 1.0
