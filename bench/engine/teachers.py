@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -18,9 +19,9 @@ from bench.core.artifacts import TEACHER
 from bench.core.atomic import atomic_write_json
 from bench.core.keys import file_sha256
 from bench.core.models import Classifier, build_model_reported
-from bench.core.specs import TeacherSpec
+from bench.core.specs import PlannedRun, TeacherSpec
 from bench.core.weights import announce
-from bench.data.prepare import PreparedData
+from bench.data.prepare import PreparedData, prepare
 from bench.engine.cache import obtain
 from bench.engine.evaluate import evaluate
 from bench.engine.options import ExecOptions
@@ -73,6 +74,20 @@ def get_teacher(
         meta["test_acc_own_classes"] = _own_test_acc(model, data, spec.task, options.device)
         atomic_write_json(entry.meta_path, meta)
     return model, {**meta, "weights_sha256": digest, "cached": cached}
+
+
+def warm_teachers(runs: Iterable[PlannedRun], options: ExecOptions) -> None:
+    """Train (or load) every teacher ``runs`` need, once each, here: before runs fan out
+    to parallel workers (a suite's process and Ray launchers, a tuning study), so no two
+    of them wait on one. ``options.with_test=False`` (tuning): no test split is loaded."""
+    options = options.resolved()
+    seen: set[str] = set()
+    for run in runs:
+        data = prepare(run.spec.dataset_config(), with_test=options.with_test)
+        for tspec in run.spec.teacher_specs(len(data.layout.tasks)):
+            if tspec.key not in seen:
+                seen.add(tspec.key)
+                get_teacher(tspec, data, options)
 
 
 def _train(spec: TeacherSpec, data: PreparedData, options: ExecOptions):
