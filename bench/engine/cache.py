@@ -10,6 +10,7 @@ entry twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +33,9 @@ Trained = tuple[dict[str, torch.Tensor], dict[str, Any]]  # (weights to save, me
 def obtain(entry: Entry, what: str, train: Callable[[], Trained]) -> tuple[dict[str, Any], bool]:
     """``(meta, cached)``: the entry's metadata, and whether it was already there (False:
     this process trained it now through ``train`` and saved it). ``what`` names it in
-    the log line of a wait."""
+    the log line of a wait. When ``train`` fails, the folders the claim created are
+    removed again (a refused source leaves no trace in the results root)."""
+    created = [p for p in (entry.folder, *list(entry.folder.parents)[:2]) if not p.exists()]
     if not claimed_or_cached(entry, what):
         return entry.meta(), True
     try:
@@ -40,6 +43,12 @@ def obtain(entry: Entry, what: str, train: Callable[[], Trained]) -> tuple[dict[
             return entry.meta(), True
         state, meta = train()
         return save(entry, state, meta), False
+    except BaseException:
+        release(entry.folder)
+        for folder in created:  # deepest first; one that holds anything else stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         release(entry.folder)
 

@@ -10,6 +10,7 @@ is this same loss over the student of a run.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +19,12 @@ from bench.core.config import OptimConfig
 from bench.core.method import Batch, Method, MethodContext, NoParams
 from bench.core.models import Classifier
 from bench.data.datasets import LabelledImages
-from bench.data.prepare import PreparedData
 from bench.engine.runtime import seed_everything
-from bench.engine.train import FitOptions, FitResult, fit
+
+if TYPE_CHECKING:  # the loop is imported where a model trains: the plugin registry (and
+    # so the dry-run) imports CrossEntropy through the supervised row, never the loop
+    from bench.data.prepare import PreparedData
+    from bench.engine.train import FitOptions, FitResult
 
 
 class CrossEntropy(Method):
@@ -78,5 +82,7 @@ def train_model(
     """Train ``model`` (already on ``how.device``) with cross-entropy on ``train``'s
     labels (images of ``data``, through its views) for ``optim.epochs`` epochs; ``val``:
     per-epoch validation accuracy."""
+    from bench.engine.train import fit
+
     trainer = CrossEntropy.for_model(model, data.channels, data.image_size)
     return fit(trainer, train, val, data.views, optim, generator, how, desc=desc)
