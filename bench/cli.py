@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from bench.core.config import load_suite
+    from bench.core.config import check_gpus_per_run, load_suite
     from bench.core.errors import ConfigError
     from bench.experiment.plan import expand
     from bench.experiment.preflight import check_suite
@@ -288,8 +288,11 @@ def cmd_run(args) -> int:
         raise ConfigError(f"{args.suite}: {exc}") from None
     if args.workers < 1:
         raise BenchError(f"--workers: must be at least 1, got {args.workers}")
-    if args.gpus_per_run is not None and not 0 < args.gpus_per_run <= 1:
-        raise BenchError(f"--gpus-per-run: must be in (0, 1], got {args.gpus_per_run}")
+    if args.gpus_per_run is not None:
+        try:
+            check_gpus_per_run(args.gpus_per_run)
+        except ValueError as exc:
+            raise BenchError(f"--gpus-per-run: {exc}") from None
     from bench.engine.runtime import resolve_threads
 
     resolve_threads(args.threads, suite.threads)  # a bad count fails before anything runs

@@ -1,39 +1,17 @@
 """Supervised cross-entropy on the true labels of the images it is given.
 
 As a suite row (``supervised``): the student over the union labels, the only student row
-that sees labels (an upper reference, not an amalgamation method). Built by
-:meth:`Supervised.for_model`, the same loss trains one given model: a teacher on its
-task-local labels, a pretrain backbone on its dataset (``bench.engine.teachers``,
-``bench.engine.pretrain``).
+that sees labels (an upper reference, not an amalgamation method). The loss is the
+engine's own supervised trainer (:class:`bench.engine.supervised.CrossEntropy`), the one
+that trains teachers and pretrain stages.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
-from bench.core.method import Batch, Method, MethodContext, NoParams, register
-from bench.core.models import Classifier
+from bench.core.method import register
+from bench.engine.supervised import CrossEntropy
 
 
 @register("supervised")
-class Supervised(Method):
+class Supervised(CrossEntropy):
     display = "Supervised"
-    uses_labels = True
-    term_weights = {"ce": 1.0}
-
-    def __init__(self, ctx: MethodContext, params) -> None:
-        super().__init__(ctx, params)
-        self.student = ctx.build_student()
-
-    @classmethod
-    def for_model(cls, model: Classifier, channels: int, image_size: int) -> Supervised:
-        """Cross-entropy training of ``model`` itself (no teachers; its own classes)."""
-        ctx = MethodContext([], [model.fc.out_features], lambda: model, channels, image_size)
-        return cls(ctx, NoParams())
-
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"ce": F.cross_entropy(self.student(batch.x1).logits, batch.y)}
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits

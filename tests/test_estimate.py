@@ -6,13 +6,15 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from bench.cli import main
 from bench.core.atomic import atomic_write_json
 from bench.core.config import load_suite
 from bench.core.record import RunRecord
 from bench.core.store import RunStore
-from bench.experiment.estimate import Probe, epoch_steps, estimate_suite, run_seconds
+from bench.engine.train import epoch_steps
+from bench.experiment.estimate import Probe, estimate_suite, run_seconds
 from bench.experiment.plan import expand
 from tests.conftest import ROOT, tiny_suite, write_suite
 
@@ -31,6 +33,7 @@ def test_quick_suite_estimate_skips_finished_runs_and_cached_teachers(tmp_path):
     RunStore(tmp_path / "quick").write(RunRecord.for_run(done, "finished"))
     t1 = runs[0].spec.teacher_specs(2)[0]
     atomic_write_json(tmp_path / "teachers" / t1.key / "meta.json", {"key": t1.key})
+    torch.save({}, tmp_path / "teachers" / t1.key / "teacher.pt")  # cached: meta + weights
 
     est = estimate_suite(suite, tmp_path, "cpu", [0, 1], probe_steps=(1, 1), eval_images=64)
 

@@ -181,7 +181,7 @@ def test_ray_gpus_per_run_out_of_range_and_ray_missing(tmp_path, monkeypatch):
 def test_gpus_per_run_is_checked_in_the_suite_and_on_the_command_line(tmp_path, capsys):
     path = write_suite(tmp_path / "s.yaml", tiny_suite(gpus_per_run=0))
     assert main(["run", str(path), "--dry-run"]) == 2
-    assert "gpus_per_run: Input should be greater than 0" in capsys.readouterr().err
+    assert "gpus_per_run: Value error, must be in (0, 1], got 0.0" in capsys.readouterr().err
     path = write_suite(tmp_path / "s.yaml", tiny_suite(gpus_per_run=0.5))
     assert main(["run", str(path), "--dry-run", "--gpus-per-run", "2"]) == 2
     assert "--gpus-per-run: must be in (0, 1], got 2.0" in capsys.readouterr().err

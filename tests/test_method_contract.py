@@ -21,7 +21,7 @@ from bench.data.datasets.base import AugmentDefaults, TensorImages
 from bench.data.views import Views
 from bench.engine.options import ExecOptions
 from bench.engine.speed import SpeedPlan
-from bench.engine.train import fit, make_training
+from bench.engine.train import FitOptions, fit, make_training
 from bench.experiment.plan import expand
 from bench.experiment.runner import execute
 from methods import METHODS, Batch, Method, MethodContext, NoParams
@@ -94,9 +94,8 @@ def test_every_method_trains_one_step_and_predicts_the_union(name):
             val=None,
             views=VIEWS,
             optim=OptimConfig(epochs=1, batch_size=8, lr=1e-3),
-            device=torch.device("cpu"),
             generator=torch.Generator().manual_seed(0),
-            progress=False,
+            how=FitOptions(torch.device("cpu"), progress=False),
         )
         (record,) = result.history
         logged = {k.removeprefix("loss/") for k in record if k.startswith("loss/")}
@@ -393,8 +392,9 @@ def test_a_plugin_sees_indices_epoch_step_groups_and_stages_through_the_loop():
     method = Recorder(ctx, NoParams())
     lrs = []
     optim = OptimConfig(epochs=epochs, batch_size=batch_size, lr=lr)
-    fit(method, data, None, VIEWS, optim, torch.device("cpu"), torch.Generator().manual_seed(5),
-        callbacks=[lambda epoch, record: lrs.append(record["lr"])], progress=False)  # fmt: skip
+    fit(method, data, None, VIEWS, optim, torch.Generator().manual_seed(5),
+        FitOptions(torch.device("cpu"), progress=False),
+        callbacks=[lambda epoch, record: lrs.append(record["lr"])])  # fmt: skip
     # the data order: one randperm of the generator per epoch, full batches only
     g = torch.Generator().manual_seed(5)
     orders = [torch.randperm(n, generator=g) for _ in range(epochs)]

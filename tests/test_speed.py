@@ -15,7 +15,7 @@ from bench.data.datasets import DATASETS, FileImages, TensorImages
 from bench.data.prepare import EpochBatches, iterate_batches
 from bench.engine.options import ExecOptions
 from bench.engine.speed import SpeedPlan, resolve_speed
-from bench.engine.train import fit
+from bench.engine.train import FitOptions, fit
 from bench.experiment.plan import expand
 from bench.experiment.runner import execute
 from methods import METHODS, MethodContext
@@ -129,8 +129,8 @@ def test_fit_with_bf16_autocast_channels_last_and_disabled_scaler_on_cpu():
     assert not plan.make_scaler().is_enabled()  # GradScaler("cpu", enabled=False)
     optim = OptimConfig(epochs=1, batch_size=32, lr=1e-3)
     before = [p.detach().clone() for p in method.parameters() if p.requires_grad]
-    result = fit(method, train, None, views, optim, CPU, torch.Generator().manual_seed(0),
-                 progress=False, speed=plan)  # fmt: skip
+    result = fit(method, train, None, views, optim, torch.Generator().manual_seed(0),
+                 FitOptions(CPU, progress=False, speed=plan))  # fmt: skip
     after = [p for p in method.parameters() if p.requires_grad]
     assert any(not torch.equal(a, b) for a, b in zip(before, after))  # it trained
     conv = next(m for m in method.modules() if isinstance(m, torch.nn.Conv2d))

@@ -23,7 +23,7 @@ from bench.data.views import Views
 from bench.engine.checkpoint import Checkpoint
 from bench.engine.options import ExecOptions
 from bench.engine.speed import resolve_speed
-from bench.engine.train import LossMeter, NonFiniteLoss, fit
+from bench.engine.train import FitOptions, LossMeter, NonFiniteLoss, epoch_steps, fit
 from bench.experiment import runner
 from bench.experiment.plan import expand
 from methods import METHODS, MethodContext
@@ -47,6 +47,8 @@ ORIGINAL_CKA_READING = {
     "std_reduction": "mean",
     "direction": "forward",
 }
+
+QUIET = FitOptions(torch.device("cpu"), progress=False)
 
 
 def tiny_digits():
@@ -73,8 +75,8 @@ def golden_run(name: str, **fit_kwargs) -> dict:
     train, val, views = tiny_digits()
     method = tiny_method(name)
     optim = OptimConfig(epochs=2, batch_size=16, lr=3e-3)
-    result = fit(method, train, val, views, optim, torch.device("cpu"),
-                 torch.Generator().manual_seed(0), progress=False, **fit_kwargs)  # fmt: skip
+    result = fit(method, train, val, views, optim, torch.Generator().manual_seed(0), QUIET,
+                 **fit_kwargs)  # fmt: skip
     history = [
         {
             k: (float(v).hex() if isinstance(v, float) else v)
@@ -163,9 +165,9 @@ def test_nan_mid_run_fails_naming_epoch_step_and_term_before_the_epoch_is_record
     method.loss_terms = poisoned
     seen, ckpt = [], Checkpoint(tmp_path / "ckpt.pt", every=1)
     with pytest.raises(NonFiniteLoss) as err:
-        fit(method, train, val, views, OptimConfig(epochs=2, batch_size=16), torch.device("cpu"),
-            torch.Generator().manual_seed(0), callbacks=[lambda e, r: seen.append(e)],
-            progress=False, checkpoint=ckpt)  # fmt: skip
+        fit(method, train, val, views, OptimConfig(epochs=2, batch_size=16),
+            torch.Generator().manual_seed(0), QUIET, callbacks=[lambda e, r: seen.append(e)],
+            checkpoint=ckpt)  # fmt: skip
     assert (err.value.epoch, err.value.step, err.value.term) == (2, 3, "inter")
     assert str(err.value) == "epoch 2 step 3: loss term 'inter' is not finite"
     assert seen == [1] and ckpt.load(2)["epoch"] == 1  # epoch 2 never recorded nor saved
@@ -198,8 +200,7 @@ def test_compile_trains_with_compiled_models_and_reports_the_compile_time(quick_
     plan = resolve_speed(SpeedConfig(compile=True), "cpu")
     assert plan.compile_mode == "default" and plan.warmup_steps == 1
     result = fit(method, train, None, views, OptimConfig(epochs=2, batch_size=16, lr=3e-3),
-                 torch.device("cpu"), torch.Generator().manual_seed(0), progress=False,
-                 speed=plan)  # fmt: skip
+                 torch.Generator().manual_seed(0), replace(QUIET, speed=plan))  # fmt: skip
     assert quick_compile == [("Classifier", "default")] * 3  # two teachers and the student
     assert plan.compile_models(method) == 0  # compiled once: a second call leaves them be
     assert all(m._compiled_call_impl is not None for m in [method.student, *method.teachers])
@@ -221,3 +222,16 @@ def test_compile_time_reaches_result_json_timings(monkeypatch, tmp_path):
     rec = runner.execute(run, ExecOptions(tmp_path, "cpu", progress=False, speed=suite.speed))
     assert rec["timings"]["compile"] == 1.25 and rec["speed"]["compile_mode"] is None
     assert rec["timings"]["train"] < rec["timings"]["total"]
+
+
+def test_epoch_steps_drop_the_partial_batch_and_an_empty_split_takes_none():
+    """One count for the loop, the schedule, a method's context and the estimate."""
+    assert [epoch_steps(n, 64) for n in (0, 1, 63, 64, 127, 128, 1293)] == [0, 1, 1, 1, 1, 2, 20]
+    train, _, views = tiny_digits()
+    empty = train.subset(torch.arange(0))
+    method = tiny_method("vanilla_kd")
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    result = fit(method, empty, None, views, OptimConfig(epochs=2, batch_size=16),
+                 torch.Generator().manual_seed(0), QUIET)  # fmt: skip
+    assert [h["epoch"] for h in result.history] == [1, 2]  # no step taken, nothing moved
+    assert all(torch.equal(v, before[k]) for k, v in method.state_dict().items())

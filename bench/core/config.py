@@ -51,6 +51,17 @@ def safe_name(value: str) -> str:
 SafeName = Annotated[str, AfterValidator(safe_name)]
 
 
+def check_gpus_per_run(value: float) -> float:
+    """GPUs per run under Ray, ``0 < g <= 1`` (0.5 packs two runs per GPU): the one check
+    of the suite's ``gpus_per_run``, ``--gpus-per-run`` and the Ray launcher's slots."""
+    if not 0 < value <= 1:
+        raise ValueError(f"must be in (0, 1], got {value}")
+    return value
+
+
+GpusPerRun = Annotated[float, AfterValidator(check_gpus_per_run)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -328,7 +339,7 @@ class SuiteConfig(Strict):
     checkpoint_every: Annotated[int, Field(ge=0)] = 0
     speed: SpeedConfig = SpeedConfig()
     # --launcher ray: GPUs per run (0.5 packs two runs per GPU); suite level, not in RunSpec.
-    gpus_per_run: Annotated[float, Field(gt=0, le=1)] = 1.0
+    gpus_per_run: GpusPerRun = 1.0
     # torch threads per run, under every launcher (bench.engine.runtime.resolve_threads; --threads
     # wins). None: this process's threads, shared among the runs that go at once.
     # Suite level, not in RunSpec: never changes a run key (env.threads records it).

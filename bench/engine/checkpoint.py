@@ -46,6 +46,11 @@ class Checkpoint:
     every: int = 0
     key: str = ""
 
+    @classmethod
+    def of_run(cls, run_dir: Path, every: int = 0, key: str = "") -> Checkpoint:
+        """The checkpoint of the run filed in ``run_dir`` (beside its ``result.json``)."""
+        return cls(Path(run_dir) / CHECKPOINT_NAME, every, key)
+
     def exists(self) -> bool:
         return Path(self.path).is_file()
 

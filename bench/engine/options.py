@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.core.artifacts import Entry, Kind
 from bench.core.config import SpeedConfig
 from bench.engine.runtime import resolve_device
+from bench.engine.train import FitOptions
 
 if TYPE_CHECKING:
     from bench.tracking import TrackingTarget
@@ -45,10 +47,12 @@ class ExecOptions:
             return self
         return dataclasses.replace(self, device=resolve_device(self.device))
 
-    @property
-    def teacher_root(self) -> Path:
-        return Path(self.results_root) / "teachers"
+    def artifact(self, kind: Kind, key: str) -> Entry:
+        """The cache entry of a teacher or pretrain stage (:mod:`bench.core.artifacts`)
+        under this invocation's results root."""
+        return kind.entry(self.results_root, key)
 
-    @property
-    def pretrain_root(self) -> Path:
-        return Path(self.results_root) / "pretrain"
+    def fit_options(self) -> FitOptions:
+        """How every training loop of this invocation runs (resolved here first)."""
+        here = self.resolved()
+        return FitOptions(here.device, here.num_workers, here.progress, here.speed)

@@ -2,8 +2,9 @@
 
 The paper fine-tunes ImageNet-pretrained ResNets; a suite's ``pretrain:`` stages stand in
 for that at any scale. A stage is trained once per results root and cached at
-``<results>/pretrain/<key>/`` (``backbone.pt`` + ``meta.json``, written last), exactly like
-a teacher; a dataset entry's ``pretrain: <name>`` initialises that column's teachers and
+``<results>/pretrain/<key>/`` (``backbone.pt`` + ``meta.json``, written last:
+:mod:`bench.core.artifacts`), claimed and filled exactly like a teacher
+(:mod:`bench.engine.cache`); a dataset entry's ``pretrain: <name>`` initialises that column's teachers and
 students from its backbone (the classifier head is never carried over). The stage's spec
 is part of every teacher and run key that uses it, so a changed recipe retrains them.
 """
@@ -17,21 +18,18 @@ from typing import Any
 
 import torch
 
-from bench.core.atomic import atomic_torch_save, atomic_write_json, read_json
+from bench.core.artifacts import STAGE
 from bench.core.config import DatasetConfig
 from bench.core.errors import BenchError, ConfigError
 from bench.core.models import Classifier, build_model, load_pretrained
 from bench.core.specs import PretrainSpec
 from bench.data.prepare import PreparedData, load_source, prepare
+from bench.engine.cache import obtain
 from bench.engine.evaluate import evaluate
 from bench.engine.options import ExecOptions
-from bench.engine.runtime import seed_everything
-from bench.engine.train import fit
-from methods.supervised import Supervised
+from bench.engine.supervised import train_new
 
 log = logging.getLogger(__name__)
-
-BACKBONE_FILE = "backbone.pt"
 
 
 def prepare_source(spec: PretrainSpec, with_test: bool = True) -> PreparedData:
@@ -54,42 +52,36 @@ def prepare_source(spec: PretrainSpec, with_test: bool = True) -> PreparedData:
 
 
 def get_backbone(spec: PretrainSpec, options: ExecOptions) -> tuple[Path, dict[str, Any]]:
-    """The cached backbone file of ``spec`` under ``options.pretrain_root`` (trained on
-    ``options.device`` and cached first if missing) and its metadata (``cached``: whether
-    it was already there)."""
+    """The cached backbone file of ``spec`` (``options.artifact(STAGE, key)``; trained on
+    ``options.device`` and cached first if missing, by one process: another live one
+    training it is waited for, :func:`bench.engine.cache.obtain`) and its metadata
+    (``cached``: whether it was already there)."""
     options = options.resolved()
-    device = options.device
-    folder = options.pretrain_root / spec.key
-    weights, meta_path = folder / BACKBONE_FILE, folder / "meta.json"
-    meta = read_json(meta_path)
-    if meta is not None and weights.is_file():
-        return weights, {**meta, "cached": True}
+    entry = options.artifact(STAGE, spec.key)
+    meta, cached = obtain(entry, f"pretrain stage {spec.key}", lambda: _train(spec, options))
+    return entry.weights, {**meta, "cached": cached}
 
+
+def _train(spec: PretrainSpec, options: ExecOptions):
+    """The stage trained supervised on its source classes: (backbone weights, meta)."""
     data = prepare_source(spec)
-    generator = seed_everything(spec.seed)
-    model = build_model(
-        spec.arch,
-        num_classes=data.layout.num_classes,
-        in_channels=data.channels,
-        image_size=data.image_size,
-        **spec.params,
-    ).to(device)
+
+    def build() -> Classifier:
+        return build_model(
+            spec.arch,
+            num_classes=data.layout.num_classes,
+            in_channels=data.channels,
+            image_size=data.image_size,
+            **spec.params,
+        )
+
     start = time.perf_counter()
-    result = fit(
-        Supervised.for_model(model, data.channels, data.image_size),
-        data.train,
-        data.val,
-        data.views,
-        spec.optim,
-        device,
-        generator,
-        num_workers=options.num_workers,
-        desc=f"pretrain {spec.key[:8]}",
-        progress=options.progress,
-        speed=options.speed,
-    )
-    model.eval()
-    acc = evaluate(lambda x: model(x).logits, data.test, data.views, None, device)["acc"]
+    model, result = train_new(
+        build, spec.seed, data, data.train, data.val, spec.optim, options.fit_options(),
+        f"pretrain {spec.key[:8]}",
+    )  # fmt: skip
+    acc = evaluate(lambda x: model(x).logits, data.test, data.views, None, options.device)["acc"]
+    log.info("pretrain %s (%s): %.2f%% on its source test images", spec.key, spec.arch, acc * 100)
     meta = {
         "key": spec.key,
         "spec": spec.model_dump(mode="json"),
@@ -100,11 +92,7 @@ def get_backbone(spec: PretrainSpec, options: ExecOptions) -> tuple[Path, dict[s
         "train_time": time.perf_counter() - start,
         "history": result.history,
     }
-    backbone = {k: v.cpu() for k, v in model.state_dict().items() if k.startswith("backbone.")}
-    atomic_torch_save(weights, backbone)
-    atomic_write_json(meta_path, meta)  # written last: its presence marks a complete entry
-    log.info("pretrain %s (%s): %.2f%% on its source test images", spec.key, spec.arch, acc * 100)
-    return weights, {**meta, "cached": False}
+    return {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}, meta
 
 
 def load_backbone(model: Classifier, weights: Path) -> None:

@@ -1,6 +1,7 @@
 """Teachers: trained with labels on their own classes, cached by content key.
 
-The cache lives at ``<results>/teachers/<key>/`` (``teacher.pt`` + ``meta.json``), so any
+The cache lives at ``<results>/teachers/<key>/`` (``teacher.pt`` + ``meta.json``:
+:mod:`bench.core.artifacts`), so any
 suite under the same results root that needs the same teacher (same dataset identity,
 class subset, architecture, init, recipe and seed) loads it instead of training it.
 """
@@ -9,24 +10,23 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
-from bench.core.atomic import atomic_torch_save, atomic_write_json, read_json
-from bench.core.claims import describe, release, try_claim
+from bench.core.artifacts import TEACHER
+from bench.core.atomic import atomic_write_json
 from bench.core.keys import file_sha256
 from bench.core.models import Classifier, build_model_reported
-from bench.core.specs import TeacherSpec
+from bench.core.specs import PlannedRun, TeacherSpec
 from bench.core.weights import announce
-from bench.data.prepare import PreparedData
+from bench.data.prepare import PreparedData, prepare
+from bench.engine.cache import obtain
 from bench.engine.evaluate import evaluate
 from bench.engine.options import ExecOptions
 from bench.engine.pretrain import get_backbone, load_backbone
-from bench.engine.runtime import seed_everything
-from bench.engine.train import fit
-from methods.supervised import Supervised
+from bench.engine.supervised import train_new
 
 log = logging.getLogger(__name__)
 
@@ -55,101 +55,76 @@ def _freeze(model: Classifier, device: torch.device) -> Classifier:
 def get_teacher(
     spec: TeacherSpec, data: PreparedData, options: ExecOptions
 ) -> tuple[Classifier, dict[str, Any]]:
-    """Load the cached teacher for ``spec`` (under ``options.teacher_root``) or train and
-    cache it; return it frozen on ``options.device`` with its metadata (``cached``:
-    whether it was loaded). ``options.speed``: the suite's GPU speed switches for training
-    it (``bench.engine.speed``; never part of its key). A teacher with a ``pretrain`` stage starts
-    from its backbone (:func:`bench.engine.pretrain.get_backbone`), trained first if missing. A
-    teacher another live process is training is waited for, never trained twice
-    (``bench.core.claims``)."""
+    """Load the cached teacher for ``spec`` (``options.artifact(TEACHER, key)``) or train
+    and cache it (:func:`bench.engine.cache.obtain`: a teacher another live process is
+    training is waited for, never trained twice); return it frozen on ``options.device``
+    with its metadata (``cached``: whether it was loaded; ``weights_sha256``: of the file
+    loaded). ``options.speed``: the suite's GPU speed switches for training it (never part
+    of its key). A teacher with a ``pretrain`` stage starts from its backbone
+    (:func:`bench.engine.pretrain.get_backbone`), trained first if missing."""
     options = options.resolved()
-    folder = options.teacher_root / spec.key
-    weights, meta_path = folder / "teacher.pt", folder / "meta.json"
-    if not _cached_or_claimed(folder, spec):
-        return _load_cached(spec, data, weights, meta_path, options.device)
-    try:
-        if read_json(meta_path) is not None and weights.is_file():  # finished meanwhile
-            return _load_cached(spec, data, weights, meta_path, options.device)
-        return _train(spec, data, weights, meta_path, options)
-    finally:
-        release(folder)
-
-
-def _cached_or_claimed(folder: Path, spec: TeacherSpec, poll: float = 2.0) -> bool:
-    """False when the teacher is cached; True once this process holds its claim (it
-    trains it). While another live process trains it (a second ``bench run``, a tune
-    worker), wait for it rather than train it twice."""
-    waited = False
-    while True:
-        if read_json(folder / "meta.json") is not None and (folder / "teacher.pt").is_file():
-            return False
-        ok, owner = try_claim(folder)
-        if ok:
-            return True
-        if not waited:
-            log.warning(
-                "teacher %s is being trained by %s: waiting for it", spec.key, describe(owner)
-            )
-            waited = True
-        time.sleep(poll)
-
-
-def _load_cached(spec, data, weights: Path, meta_path: Path, device):
-    meta = read_json(meta_path)
-    model, _ = _build(spec, data, pretrained=False)
-    digest = file_sha256(weights)  # of the file loaded here (the run's record names it)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    model = _freeze(model, device)
+    entry = options.artifact(TEACHER, spec.key)
+    meta, cached = obtain(entry, f"teacher {spec.key}", lambda: _train(spec, data, options))
+    model, _ = _build(spec, data, pretrained=False)  # the cached weights replace the init
+    digest = file_sha256(entry.weights)  # of the file loaded here (the run's record names it)
+    model.load_state_dict(torch.load(entry.weights, map_location="cpu", weights_only=True))
+    model = _freeze(model, options.device)
     if meta.get("test_acc_own_classes") is None and data.test is not None:
         # trained by a test-free tuning run: fill in its own-class test accuracy now
-        meta["test_acc_own_classes"] = _own_test_acc(model, data, spec.task, device)
-        atomic_write_json(meta_path, meta)
-    return model, {**meta, "weights_sha256": digest, "cached": True}
+        meta["test_acc_own_classes"] = _own_test_acc(model, data, spec.task, options.device)
+        atomic_write_json(entry.meta_path, meta)
+    return model, {**meta, "weights_sha256": digest, "cached": cached}
 
 
-def _train(spec, data, weights: Path, meta_path: Path, options: ExecOptions):
-    device = options.device
+def warm_teachers(runs: Iterable[PlannedRun], options: ExecOptions) -> None:
+    """Train (or load) every teacher ``runs`` need, once each, here: before runs fan out
+    to parallel workers (a suite's process and Ray launchers, a tuning study), so no two
+    of them wait on one. ``options.with_test=False`` (tuning): no test split is loaded."""
+    options = options.resolved()
+    seen: set[str] = set()
+    for run in runs:
+        data = prepare(run.spec.dataset_config(), with_test=options.with_test)
+        for tspec in run.spec.teacher_specs(len(data.layout.tasks)):
+            if tspec.key not in seen:
+                seen.add(tspec.key)
+                get_teacher(tspec, data, options)
+
+
+def _train(spec: TeacherSpec, data: PreparedData, options: ExecOptions):
+    """The teacher trained with labels on its own classes: (weights, meta)."""
     backbone = None
     if spec.pretrain is not None:  # first: training it must not move this teacher's seed
         backbone, _ = get_backbone(spec.pretrain, options)
-    generator = seed_everything(spec.seed)
-    model, report = _build(spec, data)
-    if report is not None:
-        announce(f"teacher T{spec.task + 1} ({spec.arch})", report)
-    if backbone is not None:
-        load_backbone(model, backbone)
-    model = model.to(device)
-    trainer = Supervised.for_model(model, data.channels, data.image_size)
+    reports = []
+
+    def build() -> Classifier:
+        model, report = _build(spec, data)
+        if report is not None:
+            announce(f"teacher T{spec.task + 1} ({spec.arch})", report)
+            reports.append(report)
+        if backbone is not None:
+            load_backbone(model, backbone)
+        return model
+
     start = time.perf_counter()
-    result = fit(
-        trainer,
-        data.task_train(spec.task),
-        data.task_val(spec.task),
-        data.views,
-        spec.optim,
-        device,
-        generator,
-        num_workers=options.num_workers,
-        desc=f"teacher T{spec.task + 1}",
-        progress=options.progress,
-        speed=options.speed,
-    )
+    model, result = train_new(
+        build, spec.seed, data, data.task_train(spec.task), data.task_val(spec.task),
+        spec.optim, options.fit_options(), f"teacher T{spec.task + 1}",
+    )  # fmt: skip
     # None when the data was prepared without its test split (tuning never reads it)
+    device = options.device
     acc = _own_test_acc(model, data, spec.task, device) if data.test is not None else None
+    if acc is not None:
+        log.info("teacher T%d (%s): %.2f%% on its own classes", spec.task + 1, spec.arch, acc * 100)
     meta = {
         "key": spec.key,
         "spec": spec.model_dump(mode="json"),
         "test_acc_own_classes": acc,
         "train_time": time.perf_counter() - start,
         "history": result.history,
-        **({"pretrained": report.as_dict()} if report is not None else {}),
+        **({"pretrained": reports[0].as_dict()} if reports else {}),
     }
-    atomic_torch_save(weights, {k: v.cpu() for k, v in model.state_dict().items()})
-    meta["weights_sha256"] = file_sha256(weights)
-    atomic_write_json(meta_path, meta)  # written last: its presence marks a complete entry
-    if acc is not None:
-        log.info("teacher T%d (%s): %.2f%% on its own classes", spec.task + 1, spec.arch, acc * 100)
-    return _freeze(model, device), {**meta, "cached": False}
+    return model.state_dict(), meta
 
 
 def _own_test_acc(model: Classifier, data: PreparedData, task: int, device) -> float:

@@ -69,9 +69,11 @@ class FitResult:
 
 
 def epoch_steps(train_size: int, batch_size: int) -> int:
-    """Optimiser steps per epoch: the last partial batch is dropped, but an epoch takes at
-    least one (a split smaller than a batch is one smaller batch)."""
-    return max(1, train_size // batch_size)
+    """Optimiser steps in one epoch over ``train_size`` images: the last partial batch is
+    dropped, but a non-empty split takes at least one (a split smaller than a batch is one
+    smaller batch); an empty split takes none. What :func:`fit` runs, the schedule's
+    length, a method's ``steps_per_epoch`` and the estimate's step count."""
+    return max(1, train_size // batch_size) if train_size > 0 else 0
 
 
 def make_optimizer(params, optim: OptimConfig) -> torch.optim.Adam:
@@ -377,50 +379,75 @@ class Resume:
         )
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """How the loop runs, the same for every fit of one invocation: built once from
+    :class:`bench.engine.options.ExecOptions` (:meth:`~bench.engine.options.ExecOptions.fit_options`).
+
+    ``speed``: the suite's ``speed:`` switches (or a resolved plan); ``auto`` is on for
+    CUDA, off on the CPU (:mod:`bench.engine.speed`)."""
+
+    device: torch.device = torch.device("cpu")
+    num_workers: int = 0  # DataLoader workers
+    progress: bool = True
+    speed: SpeedConfig | SpeedPlan | None = None
+
+    def plan(self) -> SpeedPlan:
+        """The speed plan these options resolve to on ``device``."""
+        if isinstance(self.speed, SpeedPlan):
+            return self.speed
+        return resolve_speed(self.speed, self.device, self.num_workers)
+
+
+def start_training(
+    method: Method, optim: OptimConfig, plan: SpeedPlan, train_size: int
+) -> Training:
+    """Apply ``plan`` to ``method`` (its modules prepared and, with ``compile``, compiled
+    once) and build its optimiser and schedule over ``optim.epochs`` epochs."""
+    plan.apply_global()
+    plan.prepare_module(method)
+    plan.compile_models(method)
+    steps_per_epoch = epoch_steps(train_size, optim.batch_size)
+    return make_training(method, optim, optim.epochs * steps_per_epoch, plan, steps_per_epoch)
+
+
 def fit(
     method: Method,
     train: LabelledImages,
     val: LabelledImages | None,
     views: Views,
     optim: OptimConfig,
-    device: torch.device,
     generator: torch.Generator,
+    how: FitOptions = FitOptions(),
+    *,
     callbacks: list[EpochCallback] = (),
-    num_workers: int = 0,
     desc: str = "train",
-    progress: bool = True,
     checkpoint: Checkpoint | None = None,
-    speed: SpeedConfig | SpeedPlan | None = None,
     observe: Callable[[Method], dict[str, Any]] | None = None,
 ) -> FitResult:
-    """Train ``method``'s trainable parameters for ``optim.epochs`` epochs.
+    """Train ``method``'s trainable parameters for ``optim.epochs`` epochs, on
+    ``how.device`` (:class:`FitOptions`; with ``speed.compile`` the models are compiled
+    once here and ``compile_time`` says what that cost).
 
     ``observe``: figures recorded in each epoch's history after validation that feed no
     decision (the test curve of ``record_test_curve``: :func:`keep_best` reads val only).
-
     ``checkpoint``: resume from it when it holds a saved epoch and save to it every
-    ``checkpoint.every`` epochs. ``speed``: the suite's ``speed:`` switches (or a resolved
-    plan); ``auto`` is on for CUDA, off on the CPU (bench.engine.speed). With ``speed.compile``
-    the models are compiled once here and ``compile_time`` says what that cost."""
-    plan = speed if isinstance(speed, SpeedPlan) else resolve_speed(speed, device, num_workers)
-    plan.apply_global()
-    plan.prepare_module(method)
-    plan.compile_models(method)
-    steps_per_epoch = epoch_steps(len(train), optim.batch_size)
-    training = make_training(method, optim, optim.epochs * steps_per_epoch, plan, steps_per_epoch)
+    ``checkpoint.every`` epochs."""
+    device, plan = how.device, how.plan()
+    training = start_training(method, optim, plan, len(train))
     result = FitResult()
     resume = Resume(checkpoint, training, generator, result)
     first = resume.restore(optim.epochs, callbacks)
     batches = EpochBatches(train, optim.batch_size, True, generator, drop_last=True,
-                           num_workers=num_workers, pin_memory=plan.pin_memory,
+                           num_workers=how.num_workers, pin_memory=plan.pin_memory,
                            persistent_workers=plan.persistent_workers)  # fmt: skip
     probe = health_probe(val, views, device)
     usage = EpochUsage.start(device)
-    bar = tqdm(range(first, optim.epochs + 1), desc=desc, leave=False, disable=not progress)
+    bar = tqdm(range(first, optim.epochs + 1), desc=desc, leave=False, disable=not how.progress)
     try:
         for epoch in bar:
             warmup = plan.warmup_steps if plan.compile and epoch == first else 0
-            stats = run_epoch(training, batches, views, device, epoch, warmup, bar if progress else None)  # fmt: skip
+            stats = run_epoch(training, batches, views, device, epoch, warmup, bar if how.progress else None)  # fmt: skip
             result.train_time += stats.epoch_time
             if warmup:
                 result.compile_time = stats.compile_time(warmup)

@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
+from bench.core.artifacts import STAGE, TEACHER
 from bench.core.config import DatasetConfig
 from bench.core.errors import ConfigError
 from bench.core.specs import PretrainSpec
@@ -39,7 +40,7 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
         ds = run.spec.dataset_config()
         if counts_tasks(ds):
             for t in run.spec.teacher_specs(num_tasks(ds)):
-                cached = (results_root / "teachers" / t.key / "meta.json").is_file()
+                cached = TEACHER.entry(results_root, t.key).cached()
                 teachers[t.key] = (
                     f"{t.key}  {'cached' if cached else 'to train':8}  {ds.column} "
                     f"T{t.task + 1} {t.arch}"
@@ -50,9 +51,7 @@ def describe_plan(runs: list[PlannedRun], store: RunStore, results_root: Path) -
     lines += describe_objectives(runs)
     lines.append(f"teachers needed ({len(teachers)}):")
     lines += [f"  {v}" for v in teachers.values()]
-    lines += describe_stages(
-        ((r.spec.pretrain, r.meta.column) for r in runs), results_root / "pretrain"
-    )
+    lines += describe_stages(((r.spec.pretrain, r.meta.column) for r in runs), results_root)
     moves = find_legacy(runs, results_root, count_natural=False)
     if moves:
         lines.append(
@@ -183,7 +182,9 @@ def objective_text(cls, params: dict) -> str:
     return " + ".join(kept) or "every term at weight 0"
 
 
-def describe_stages(uses: Iterable[tuple[PretrainSpec | None, str]], cache_root: Path) -> list[str]:
+def describe_stages(
+    uses: Iterable[tuple[PretrainSpec | None, str]], results_root: Path
+) -> list[str]:
     """Dry-run lines for the stages in ``uses`` ((stage, column) pairs): key, cached or to
     train, source, and the columns each initialises; nothing is loaded or built."""
     stages: dict[str, tuple[PretrainSpec, list[str]]] = {}
@@ -196,7 +197,7 @@ def describe_stages(uses: Iterable[tuple[PretrainSpec | None, str]], cache_root:
         return []
     lines = [f"pretrain stages needed ({len(stages)}):"]
     for key, (spec, columns) in stages.items():
-        cached = (Path(cache_root) / key / "meta.json").is_file()
+        cached = STAGE.entry(results_root, key).cached()
         lines.append(
             f"  {key}  {'cached' if cached else 'to train':8}  {spec.describe()} "
             f"-> {', '.join(columns)}"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from bench.core.artifacts import TEACHER
 from bench.core.config import OptimConfig, SuiteConfig
 from bench.core.method import MethodContext
 from bench.core.models import build_model
@@ -36,10 +37,12 @@ from bench.data.datasets import LabelledImages
 from bench.data.prepare import PreparedData, prepare
 from bench.engine.evaluate import evaluate
 from bench.engine.runtime import resolve_device, seed_everything
-from bench.engine.train import fit
+from bench.engine.supervised import CrossEntropy
+from bench.engine.train import FitOptions, epoch_steps, fit
 from bench.experiment.migrate import find_legacy
 from bench.experiment.plan import PlannedRun, expand
 from bench.experiment.plugins import METHODS
+from bench.experiment.runner import method_context
 
 PROBE_STEPS = 5  # timed steps per probe, after WARMUP_STEPS untimed ones
 WARMUP_STEPS = 2
@@ -103,12 +106,6 @@ class Estimate:
         return "\n".join(lines)
 
 
-def epoch_steps(n: int, batch_size: int) -> int:
-    """Optimiser steps in one epoch of ``n`` images (``fit`` drops the last partial
-    batch, but always takes at least one)."""
-    return max(1, n // batch_size) if n > 0 else 0
-
-
 def run_seconds(probe: Probe, steps: int, evaluated_images: int) -> float:
     """The estimate formula of the module docstring."""
     startup = probe.startup_s if steps > 0 else 0.0
@@ -145,8 +142,7 @@ def estimate_suite(
             if tspec.key in teachers_seen:
                 continue
             teachers_seen.add(tspec.key)
-            cached = (results_root / "teachers" / tspec.key / "meta.json").is_file()
-            if cached or tspec.key in teachers_migrating:
+            if TEACHER.entry(results_root, tspec.key).cached() or tspec.key in teachers_migrating:
                 out.cached_teachers += 1
                 continue
             out.items.append(_teacher_cost(suite, run, tspec, t, data, dev, probes))
@@ -165,9 +161,10 @@ class _Probes:
     eval_images: int
     done: dict[str, Probe] = field(default_factory=dict)
 
-    def get(self, key: str, cls, params: dict, make_ctx, train, data, optim) -> Probe:
+    def get(self, key: str, make_method, train, data, optim) -> Probe:
+        """The probe of ``key``, measured on a method from ``make_method()`` first."""
         if key not in self.done:
-            self.done[key] = _probe(cls, params, make_ctx(), train, data, optim, self)
+            self.done[key] = _probe(make_method, train, data, optim, self)
         return self.done[key]
 
 
@@ -179,16 +176,11 @@ def _teacher_cost(
     key = _probe_key(["teacher", tspec.dataset, tspec.arch, tspec.params, optim.batch_size])
     size = data.layout.sizes[t]
 
-    def make_ctx() -> MethodContext:
-        return MethodContext(
-            teachers=[],
-            task_sizes=[size],
-            build_student=lambda: _model(tspec.arch, tspec.params, size, data),
-            channels=data.channels,
-            image_size=data.image_size,
-        )
+    def make_method() -> CrossEntropy:  # the engine's supervised trainer, as for a teacher
+        model = _model(tspec.arch, tspec.params, size, data)
+        return CrossEntropy.for_model(model, data.channels, data.image_size)
 
-    probe = probes.get(key, METHODS.get("supervised"), {}, make_ctx, train, data, optim)
+    probe = probes.get(key, make_method, train, data, optim)
     steps = optim.epochs * epoch_steps(len(train), optim.batch_size)
     evaluated = (len(val) if val is not None else 0) * optim.epochs
     if data.test is not None:
@@ -205,9 +197,11 @@ def _run_cost(suite, run: PlannedRun, data: PreparedData, dev, probes) -> Cost:
     student = spec.student.model_dump(mode="json") if spec.student else None
     teachers = spec.teachers.model_dump(mode="json", include={"arch", "params"})
     key = _probe_key([spec.method, spec.dataset, teachers, student, optim.batch_size])
-    probe = probes.get(
-        key, cls, spec.params, lambda: _context(spec, data, dev), data.train, data, optim
-    )
+
+    def make_method():
+        return cls(_context(spec, data, dev), cls.Params.model_validate(spec.params))
+
+    probe = probes.get(key, make_method, data.train, data, optim)
     n_val = len(data.val) if data.val is not None else 0
     n_test = len(data.test) if data.test is not None else 0
     if cls.trains:
@@ -239,43 +233,33 @@ def _context(spec: RunSpec, data: PreparedData, dev) -> MethodContext:
         model = _model(tspec.arch, tspec.params, size, data).to(dev).eval()
         teachers.append(model.requires_grad_(False))
     student = spec.student
-    return MethodContext(
-        teachers=teachers,
-        task_sizes=sizes,
-        build_student=lambda: _model(
-            student.arch, student.params if student else {}, sum(sizes), data
-        ),
-        channels=data.channels,
-        image_size=data.image_size,
-        train_size=len(data.train),
-        epochs=spec.optim.epochs if spec.optim else 0,  # no optim: a row that does not train
-        steps_per_epoch=epoch_steps(len(data.train), spec.optim.batch_size) if spec.optim else 0,
+    params = student.params if student else {}
+    return method_context(
+        spec, data, teachers, lambda: _model(student.arch, params, sum(sizes), data)
     )
 
 
-def _probe(
-    cls, params: dict, ctx, train: LabelledImages, data, optim: OptimConfig, size: _Probes
-) -> Probe:
+def _probe(make_method, train: LabelledImages, data, optim: OptimConfig, size: _Probes) -> Probe:
     """Time ``size.steps`` = (warm-up, timed) steps of the real loop, and test-time
     predictions of ``size.eval_images`` images, on ``size.device``."""
     dev, suite = size.device, size.suite
     warmup_steps, timed_steps = size.steps
     seed_everything(0)
-    method = cls(ctx, cls.Params.model_validate(params)).to(dev)
+    method = make_method().to(dev)
     bs = optim.batch_size
+    how = FitOptions(dev, suite.num_workers, progress=False, speed=suite.speed)
 
     def timed_fit(n_steps: int) -> float:
         images = train.subset(torch.arange(min(len(train), n_steps * bs)))
         recipe = optim.model_copy(update={"epochs": 1})
         _sync(dev)
         start = time.perf_counter()
-        fit(method, images, None, data.views, recipe, dev, torch.Generator().manual_seed(0),
-            num_workers=suite.num_workers, progress=False, speed=suite.speed)  # fmt: skip
+        fit(method, images, None, data.views, recipe, torch.Generator().manual_seed(0), how)
         _sync(dev)
         return time.perf_counter() - start
 
     step_s = eval_s = startup = 0.0
-    if cls.trains:
+    if method.trains:
         warm = timed_fit(warmup_steps)
         step_s = timed_fit(timed_steps) / epoch_steps(min(len(train), timed_steps * bs), bs)
         startup = max(0.0, warm - epoch_steps(min(len(train), warmup_steps * bs), bs) * step_s)

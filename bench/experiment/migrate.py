@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.core.artifacts import META_NAME, STAGE, TEACHER
 from bench.core.atomic import atomic_write_json, read_json
 from bench.core.keys import weights_paths
 from bench.core.specs import legacy_key, path_key
@@ -111,24 +112,24 @@ def find_legacy(
         stage = run.spec.pretrain
         if stage is not None:
             old = legacy_key(stage)
-            folder = root / "pretrain"
+            folder = STAGE.root(root)
             add(
                 found.stages,
-                Move(folder / old, folder / stage.key, old, stage.key, "meta.json", "key",
-                     "backbone.pt"),
+                Move(folder / old, folder / stage.key, old, stage.key, META_NAME, "key",
+                     STAGE.weights),
             )  # fmt: skip
         ds = run.spec.dataset_config()
         if not count_natural and not counts_tasks(ds):
             continue
-        folder = root / "teachers"
+        folder = TEACHER.root(root)
         for t in run.spec.teacher_specs(num_tasks(ds)):
             olds = [path_key(t)] if _files_in_place(t) else []
             olds.append(legacy_key(t))
             add(
                 found.teachers,
                 *(
-                    Move(folder / old, folder / t.key, old, t.key, "meta.json", "key",
-                         "teacher.pt")
+                    Move(folder / old, folder / t.key, old, t.key, META_NAME, "key",
+                         TEACHER.weights)
                     for old in olds
                 ),
             )  # fmt: skip

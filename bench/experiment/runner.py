@@ -19,9 +19,8 @@ from bench.engine.health import longest_fall
 from bench.engine.options import ExecOptions
 from bench.engine.pretrain import class_overlap, get_backbone, load_backbone
 from bench.engine.runtime import apply_threads, seed_everything
-from bench.engine.speed import resolve_speed
 from bench.engine.teachers import get_teacher
-from bench.engine.train import EpochCallback, epoch_steps, fit
+from bench.engine.train import EpochCallback, FitResult, epoch_steps, fit
 from bench.experiment.plugins import METHODS
 
 
@@ -41,8 +40,7 @@ def execute(
     (:mod:`bench.engine.checkpoint`); the record says ``resumed_from_epoch``. The run executes at
     ``options.threads`` torch threads (every launcher alike; ``env.threads`` says so)."""
     apply_threads(options.threads)
-    options = options.resolved()
-    device, num_workers, speed = options.device, options.num_workers, options.speed
+    how = options.fit_options()  # resolves the device, once
     spec = run.spec
     t0 = time.perf_counter()
     data = prepare(spec.dataset_config(), with_test=options.with_test)
@@ -51,48 +49,42 @@ def execute(
     t_teachers = time.perf_counter() - t0
     generator = seed_everything(spec.seed)  # after the teachers: their training seeds itself
     loads: list = []  # the student's pretrained-file reports (bench.core.weights)
-    method = build_method(spec, data, teachers, backbone, loads, who=student_label(run)).to(device)
+    method = build_method(spec, data, teachers, backbone, loads, who=student_label(run))
+    method = method.to(how.device)
     fitted = None
     if method.trains:
-        fitted = fit(
-            method,
-            data.train,
-            data.val,
-            data.views,
-            spec.optim,
-            device,
-            generator,
-            callbacks=callbacks,
-            num_workers=num_workers,
-            desc=f"{run.meta.row} s{spec.seed}",
-            progress=options.progress,
-            checkpoint=checkpoint,
-            speed=speed,
-            observe=test_curve(data, device, num_workers) if options.test_curve else None,
-        )
+        observe = test_curve(data, how.device, how.num_workers) if options.test_curve else None
+        fitted = fit(method, data.train, data.val, data.views, spec.optim, generator, how,
+                     callbacks=callbacks, desc=f"{run.meta.row} s{spec.seed}",
+                     checkpoint=checkpoint, observe=observe)  # fmt: skip
     method.eval()
-    metrics = score(method, data, fitted, device, num_workers)
     split = data.split_plan()
     return RunRecord.for_run(
         run,
         "finished",
-        metrics=metrics,
+        metrics=score(method, data, fitted, how.device, how.num_workers),
         history=fitted.history if fitted else [],
         teachers=teacher_meta,
         tasks_resolved=split.tasks(),
         split_sizes=split.sizes(),
         **({"pretrain": pretrain_meta} if pretrain_meta else {}),
         **({"pretrained": loads[-1].as_dict()} if loads else {}),
-        timings={
-            "teachers": t_teachers,
-            "train": fitted.train_time if fitted else 0.0,
-            "compile": fitted.compile_time if fitted else None,  # None: not compiled
-            "total": time.perf_counter() - t0,
-        },
-        device=str(device),
-        speed=resolve_speed(speed, device, num_workers).describe(),
+        timings=timings(fitted, t_teachers, t0),
+        device=str(how.device),
+        speed=how.plan().describe(),
         resumed_from_epoch=fitted.resumed_from_epoch if fitted else None,
     )
+
+
+def timings(fitted: FitResult | None, t_teachers: float, t0: float) -> dict[str, Any]:
+    """The record's seconds: teachers (loaded or trained), the student's training and
+    compile (None: not compiled), and the run's total since ``t0``."""
+    return {
+        "teachers": t_teachers,
+        "train": fitted.train_time if fitted else 0.0,
+        "compile": fitted.compile_time if fitted else None,
+        "total": time.perf_counter() - t0,
+    }
 
 
 def pretrained_backbone(spec, data: PreparedData, options: ExecOptions):
@@ -159,17 +151,24 @@ def build_method(
         return model
 
     cls = METHODS.get(spec.method)
-    ctx = MethodContext(
+    ctx = method_context(spec, data, teachers, build_student)
+    return cls(ctx, cls.Params.model_validate(spec.params))
+
+
+def method_context(spec, data: PreparedData, teachers, build_student) -> MethodContext:
+    """The context a run's method is built with (here and in the estimate's probes):
+    its teachers, the union layout, the student factory and the run's length."""
+    optim = spec.optim  # None: a row that does not train
+    return MethodContext(
         teachers=teachers,
         task_sizes=data.layout.sizes,
         build_student=build_student,
         channels=data.channels,
         image_size=data.image_size,
         train_size=len(data.train),
-        epochs=spec.optim.epochs if spec.optim else 0,  # no optim: a row that does not train
-        steps_per_epoch=epoch_steps(len(data.train), spec.optim.batch_size) if spec.optim else 0,
+        epochs=optim.epochs if optim else 0,
+        steps_per_epoch=epoch_steps(len(data.train), optim.batch_size) if optim else 0,
     )
-    return cls(ctx, cls.Params.model_validate(spec.params))
 
 
 def test_curve(data: PreparedData, device, num_workers: int):

@@ -25,14 +25,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.core.config import check_gpus_per_run
 from bench.core.record import RunRecord
 from bench.core.specs import PlannedRun
 from bench.core.store import RunStore
-from bench.data.prepare import prepare
-from bench.engine.checkpoint import CHECKPOINT_NAME, Checkpoint
+from bench.engine.checkpoint import Checkpoint
 from bench.engine.options import ExecOptions
 from bench.engine.runtime import default_threads
-from bench.engine.teachers import get_teacher
+from bench.engine.teachers import warm_teachers
 from bench.experiment.runner import execute, failure_record
 from bench.launch.placement import init_worker, placement, visible_gpus
 from bench.launch.ray_cluster import run_on_ray
@@ -48,6 +48,12 @@ class Slots:
 
     workers: int = 1
     gpus_per_run: float = 1.0
+
+    def __post_init__(self) -> None:
+        try:
+            check_gpus_per_run(self.gpus_per_run)
+        except ValueError as exc:
+            raise ValueError(f"gpus_per_run: {exc}") from None
 
 
 Record = RunRecord
@@ -92,7 +98,7 @@ def execute_safely(run: PlannedRun, options: ExecOptions) -> Record:
             run,
             options,
             callbacks=[tracker.on_epoch] if tracker else [],
-            checkpoint=Checkpoint(run_dir / CHECKPOINT_NAME, options.checkpoint_every, run.key),
+            checkpoint=Checkpoint.of_run(run_dir, options.checkpoint_every, run.key),
         )
     except Exception as exc:  # recorded as failed; the suite goes on
         rec = failure_record(run, exc)
@@ -106,18 +112,6 @@ def execute_safely(run: PlannedRun, options: ExecOptions) -> Record:
 
         tracker.finish(rec, run_figures(rec))
     return rec
-
-
-def warm_teachers(runs: list[PlannedRun], options: ExecOptions) -> None:
-    """Train every teacher the runs need, once, before runs fan out in parallel."""
-    options = options.resolved()
-    seen: set[str] = set()
-    for run in runs:
-        data = prepare(run.spec.dataset_config(), with_test=options.with_test)
-        for tspec in run.spec.teacher_specs(len(data.layout.tasks)):
-            if tspec.key not in seen:
-                seen.add(tspec.key)
-                get_teacher(tspec, data, options)
 
 
 # ------------------------------------------------------------------ launchers
@@ -156,8 +150,6 @@ def run_processes(runs, options: ExecOptions, slots: Slots):
 
 @launcher("ray")
 def run_ray(runs, options: ExecOptions, slots: Slots):
-    if not 0 < slots.gpus_per_run <= 1:
-        raise ValueError(f"gpus_per_run: must be in (0, 1], got {slots.gpus_per_run}")
     warm_teachers(runs, options)
     threads = options.threads or default_threads(slots.workers)
     options = dataclasses.replace(options, threads=threads)

@@ -21,7 +21,7 @@ from bench.core.progress import bar as progress_bar
 from bench.core.record import RunRecord
 from bench.core.specs import unique_stages
 from bench.core.store import RunStore
-from bench.engine.checkpoint import CHECKPOINT_NAME
+from bench.engine.checkpoint import Checkpoint
 from bench.engine.options import ExecOptions
 from bench.engine.pretrain import get_backbone
 from bench.engine.runtime import resolve_threads, running_at
@@ -210,7 +210,7 @@ def skip_finished(runs: list[PlannedRun], store: RunStore, outcome: SuiteOutcome
     for run in runs:
         if store.is_finished(run.key):
             outcome.skipped.append(run.key)
-            (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
+            Checkpoint.of_run(store.run_dir(run.key)).remove()
         else:
             pending.append(run)
     if outcome.skipped:
@@ -269,7 +269,7 @@ class Recorder:
             self.outcome.failed.append(run.key)
             print(f"FAILED {meta.row} / {meta.column} / seed {meta.seed}: {rec.error}", file=self.out)  # fmt: skip
             return
-        (store.run_dir(run.key) / CHECKPOINT_NAME).unlink(missing_ok=True)
+        Checkpoint.of_run(store.run_dir(run.key)).remove()
         self.outcome.ran.append(run.key)
         if not self.progress:  # no bars: one line per finished run instead
             m = rec.metrics  # a tuning run has no test_acc: its val_acc then

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import bench.tracking.reconcile as reconciling
+from bench.core.artifacts import TEACHER
 from bench.core.atomic import read_json
 from bench.core.record import RunRecord
 from bench.tracking.client import (
@@ -112,7 +113,7 @@ class SuiteTracker:
             key = teacher.get("key")
             if not key or key in self.teachers_logged or not enabled():
                 continue
-            meta_path = self.results_root / "teachers" / key / "meta.json"
+            meta_path = TEACHER.entry(self.results_root, key).meta_path
             if not meta_path.is_file():
                 continue
             legacy = (read_json(meta_path) or {}).get("legacy_key")

@@ -40,6 +40,7 @@ from optuna.trial import TrialState
 from bench.core.atomic import atomic_write_bytes, atomic_write_text
 from bench.core.errors import ConfigError
 from bench.engine.options import ExecOptions
+from bench.engine.teachers import warm_teachers
 from bench.engine.train import NonFiniteLoss
 from bench.experiment.plan import PlannedRun, expand
 from bench.experiment.search import TuneConfig, trial_suite
@@ -205,15 +206,10 @@ def trial_runs(cfg: TuneConfig, point: dict[str, Any]) -> list[PlannedRun]:
     return expand(trial_suite(cfg, point))
 
 
-def warm_teachers(job: TuneJob) -> None:
-    """Train (or load) the teachers once, before workers fan out, without the test split."""
-    from bench.data.prepare import prepare
-    from bench.engine.teachers import get_teacher
-
-    run = trial_runs(job.cfg, {k: s.extremes()[0] for k, s in job.cfg.space.items()})[0]
-    data = prepare(run.spec.dataset_config(), with_test=False)
-    for tspec in run.spec.teacher_specs(len(data.layout.tasks)):
-        get_teacher(tspec, data, job.options)
+def first_trial(job: TuneJob) -> list[PlannedRun]:
+    """A trial's first run, at the space's low corner: its teachers are every trial's (the
+    search space never reaches a teacher), trained once before workers fan out."""
+    return trial_runs(job.cfg, {k: s.extremes()[0] for k, s in job.cfg.space.items()})[:1]
 
 
 class Objective:
@@ -359,7 +355,7 @@ def tune(
             workers = max(1, min(workers, remaining))
             job = replace(job, threads=resolve_threads(threads, None, workers))
             with running_at(job.threads):  # the teachers too; this process's count after
-                warm_teachers(job)
+                warm_teachers(first_trial(job), job.options)  # test-free: with_test off
                 if workers == 1:
                     ran = run_worker(job, 0, remaining)
                 else:
