@@ -118,7 +118,6 @@ class Amalgamation(Method):
     def __init__(self, ctx: MethodContext, params: AmalgamationParams) -> None:
         super().__init__(ctx, params)
         p = params
-        self.student = ctx.build_student()
         c_s = self.student.feature_channels
         self.head = ProjectionHead(c_s) if p.lambda_intra > 0 else None
         self.common = None
@@ -172,6 +171,3 @@ class Amalgamation(Method):
                 s1.logits, [o.logits for o in teachers], p.T, p.direction, p.std_reduction
             )
         return terms
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits

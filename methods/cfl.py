@@ -100,7 +100,6 @@ class CFL(Method):
 
     def __init__(self, ctx: MethodContext, params: CFLParams) -> None:
         super().__init__(ctx, params)
-        self.student = ctx.build_student()
         self.common = None
         if params.lambda_align > 0 or params.lambda_rec > 0:
             c_t = [t.feature_channels for t in ctx.teachers]
@@ -132,9 +131,6 @@ class CFL(Method):
                 s1.logits, [o.logits for o in teachers], p.T, p.direction, p.std_reduction
             )
         return terms
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
 
     def param_groups(self, lr: float) -> list[dict] | None:
         """``reference``: the student backbone at ``lr``, its head and the common block

@@ -64,7 +64,6 @@ class HintKD(Method):
 
     def __init__(self, ctx: MethodContext, params: HintKDParams) -> None:
         super().__init__(ctx, params)
-        self.student = ctx.build_student()
         stage = params.stage
         models = [("the student", self.student)]
         models += [(f"teacher {t}", m) for t, m in enumerate(ctx.teachers)]
@@ -92,6 +91,3 @@ class HintKD(Method):
             t_logits = [o.logits for o, _ in teachers]
             terms["std"] = soft_target_kl(out.logits, t_logits, p.T, p.direction)
         return terms
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits

@@ -22,10 +22,6 @@ class Supervised(Method):
     uses_labels = True
     term_weights = {"ce": 1.0}
 
-    def __init__(self, ctx: MethodContext, params) -> None:
-        super().__init__(ctx, params)
-        self.student = ctx.build_student()
-
     @classmethod
     def for_model(cls, model: Classifier, channels: int, image_size: int) -> Supervised:
         """Cross-entropy training of ``model`` itself (no teachers; its own classes)."""
@@ -34,6 +30,3 @@ class Supervised(Method):
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         return {"ce": F.cross_entropy(self.student(batch.x1).logits, batch.y)}
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits

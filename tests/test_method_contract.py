@@ -356,7 +356,6 @@ class Recorder(Method):
 
     def __init__(self, ctx: MethodContext, params) -> None:
         super().__init__(ctx, params)
-        self.student = ctx.build_student()
         self.train_size, self.seen, self.after_step = ctx.train_size, [], []
         self.register_buffer("visits", torch.zeros(ctx.train_size))  # a memory-bank stand-in
 
@@ -368,9 +367,6 @@ class Recorder(Method):
         self.seen.append((batch.index.clone(), batch.y.clone(), batch.epoch, batch.step))
         self.visits[batch.index] += 1
         return {"fit": F.cross_entropy(out.logits, batch.y) + first.square().mean()}
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
 
     def param_groups(self, lr: float):
         head = list(self.student.fc.parameters())

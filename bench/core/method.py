@@ -78,6 +78,8 @@ class Method(nn.Module):
     Params: ClassVar[type[BaseModel]] = NoParams
     trains: ClassVar[bool] = True  # False: teacher rows / ensemble, evaluation only
     uses_labels: ClassVar[bool] = False
+    # False: the method has no student (teacher rows, ensemble) and defines its own predict.
+    builds_student: ClassVar[bool] = True
     # Each loss term's weight: the name of the Params field that holds it, or a fixed
     # number. :meth:`objective` reads it, so the weights are known without a model.
     term_weights: ClassVar[dict[str, str | float]] = {}
@@ -88,6 +90,10 @@ class Method(nn.Module):
         # A plain list: teachers are not submodules, so they are neither optimised nor saved.
         self.teachers: list[Classifier] = list(ctx.teachers)
         self.task_sizes = list(ctx.task_sizes)
+        if self.builds_student:
+            # Built here, before anything a subclass builds: the student's parameters are
+            # always the first the run's seed draws.
+            self.student: Classifier = ctx.build_student()
 
     @property
     def needs_second_view(self) -> bool:
@@ -111,13 +117,15 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Logits over the union label space (B x sum(task_sizes)). Default: the student's."""
+        if not self.builds_student:
+            raise NotImplementedError(f"{type(self).__name__} has no student: define predict")
+        return self.student(x).logits
 
     def embed(self, x: torch.Tensor) -> torch.Tensor | None:
         """Pooled student features (B x D) for the per-epoch health figures
         (:mod:`bench.engine.health`); None for methods without a student."""
-        student = getattr(self, "student", None)
-        return None if student is None else student(x).feat
+        return self.student(x).feat if self.builds_student else None
 
     def param_groups(self, lr: float) -> list[dict[str, Any]] | None:
         """Optimiser parameter groups (``{"params": [...], "lr": ...}``; keys left out take
