@@ -24,12 +24,13 @@ set ``optim: {epochs: 30, lr: 1.0e-4}`` on the row for its whole setting.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bench.core.method import Batch, Method, MethodContext, register
+from bench.core.method import Batch, Method, MethodContext, Term, Weight, register
 from methods.common_space import build_common_space, common_space_terms
 from methods.losses import soft_target_kl
 from methods.readings import PRESETS
@@ -37,8 +38,6 @@ from methods.readings import PRESETS
 REFERENCE = PRESETS["cfl-reference"]
 HEAD_LR_FACTOR = 10.0  # the reference's head and CFL block lr, relative to the backbone's
 STEP_EPOCHS, STEP_GAMMA = 15, 0.1  # the reference's StepLR
-
-Weight = Annotated[float, Field(ge=0)]
 
 
 class CFLParams(BaseModel):
@@ -101,36 +100,38 @@ class CFL(Method):
     def __init__(self, ctx: MethodContext, params: CFLParams) -> None:
         super().__init__(ctx, params)
         self.common = None
-        if params.lambda_align > 0 or params.lambda_rec > 0:
+        if "align" in self.active_weights or "rec" in self.active_weights:
             c_t = [t.feature_channels for t in ctx.teachers]
             self.common = build_common_space(
                 params.common_space, self.student.feature_channels, c_t, rec_target="raw"
             )
         self.steps_per_epoch = ctx.steps_per_epoch
 
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        p, w = self.params, self.weights()
+    def loss_terms(self, batch: Batch) -> dict[str, Term]:
+        p, active = self.params, self.active_weights
         teachers = self.teacher_outputs(batch.x1)
         s1 = self.student(batch.x1)
-        terms: dict[str, torch.Tensor] = {}
-        if self.common is not None:
-            terms.update(
-                common_space_terms(
-                    self.common,
-                    s1.fmap,
-                    [o.fmap for o in teachers],
-                    w["align"] > 0,
-                    w["rec"] > 0,
-                    p.sigmas,
-                    p.align_normalize,
-                    p.kernels,
-                )
+
+        @cache  # one pass through the common space gives both of its terms
+        def common() -> dict[str, torch.Tensor]:
+            return common_space_terms(
+                self.common,
+                s1.fmap,
+                [o.fmap for o in teachers],
+                align="align" in active,
+                rec="rec" in active,
+                sigmas=p.sigmas,
+                normalize=p.align_normalize,
+                kernels=p.kernels,
             )
-        if w["std"] > 0:
-            terms["std"] = soft_target_kl(
-                s1.logits, [o.logits for o in teachers], p.T, p.direction, p.std_reduction
+
+        def std() -> torch.Tensor:
+            t_logits = [o.logits for o in teachers]
+            return soft_target_kl(
+                s1.logits, t_logits, T=p.T, direction=p.direction, reduction=p.std_reduction
             )
-        return terms
+
+        return {"align": lambda: common()["align"], "rec": lambda: common()["rec"], "std": std}
 
     def param_groups(self, lr: float) -> list[dict] | None:
         """``reference``: the student backbone at ``lr``, its head and the common block

@@ -5,8 +5,8 @@ space. One view per image (no ``x2``).
 
 from __future__ import annotations
 
-from bench.core.method import register
-from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
+from bench.core.method import Weight, register
+from methods.amalgamation import Amalgamation, AmalgamationParams
 
 
 class CKAInterParams(AmalgamationParams):

@@ -4,8 +4,8 @@ with ``l_inter = 0``; margin-based intra-model contrast (Eq. 3) on the ``mlp`` c
 
 from __future__ import annotations
 
-from bench.core.method import register
-from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
+from bench.core.method import Weight, register
+from methods.amalgamation import Amalgamation, AmalgamationParams
 
 
 class CKAIntraParams(AmalgamationParams):

@@ -175,7 +175,7 @@ class MLPSpace(CommonSpace):
     """``common_space: mlp`` -- the CKA paper's block (see the module docstring)."""
 
     def __init__(
-        self, student_channels: int, teacher_channels: Sequence[int], rec_target: str = "raw"
+        self, student_channels: int, teacher_channels: Sequence[int], *, rec_target: str = "raw"
     ) -> None:
         super().__init__(student_channels, teacher_channels)
         if rec_target not in REC_TARGETS:
@@ -206,12 +206,12 @@ COMMON_SPACES: dict[str, type[CommonSpace]] = {"cfl": CFLSpace, "mlp": MLPSpace}
 
 
 def build_common_space(
-    kind: str, student_channels: int, teacher_channels: Sequence[int], rec_target: str = "raw"
+    kind: str, student_channels: int, teacher_channels: Sequence[int], *, rec_target: str = "raw"
 ) -> CommonSpace:
     """The block selected by ``common_space: cfl|mlp`` (``rec_target``: ``mlp`` only; ``cfl``
     always reconstructs the raw ``F_t``)."""
     if kind == "mlp":
-        return MLPSpace(student_channels, list(teacher_channels), rec_target)
+        return MLPSpace(student_channels, list(teacher_channels), rec_target=rec_target)
     try:
         cls = COMMON_SPACES[kind]
     except KeyError:
@@ -223,6 +223,7 @@ def common_space_terms(
     space: CommonSpace,
     student_fmap: torch.Tensor,
     teacher_fmaps: Sequence[torch.Tensor],
+    *,
     align: bool,
     rec: bool,
     sigmas: Sequence[float] | None,
@@ -236,7 +237,8 @@ def common_space_terms(
     terms: dict[str, torch.Tensor] = {}
     if align:
         terms["align"] = sum(
-            mmd2(common.student, f_t, sigmas, normalize, kernels) for f_t in common.teachers
+            mmd2(common.student, f_t, sigmas=sigmas, normalize=normalize, kernels=kernels)
+            for f_t in common.teachers
         )
     if rec:
         terms["rec"] = common.rec

@@ -9,10 +9,9 @@ task-local labels, a pretrain backbone on its dataset (``bench.engine.teachers``
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
-from bench.core.method import Batch, Method, MethodContext, NoParams, register
+from bench.core.method import Batch, Method, MethodContext, NoParams, Term, register
 from bench.core.models import Classifier
 
 
@@ -28,5 +27,5 @@ class Supervised(Method):
         ctx = MethodContext([], [model.fc.out_features], lambda: model, channels, image_size)
         return cls(ctx, NoParams())
 
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"ce": F.cross_entropy(self.student(batch.x1).logits, batch.y)}
+    def loss_terms(self, batch: Batch) -> dict[str, Term]:
+        return {"ce": lambda: F.cross_entropy(self.student(batch.x1).logits, batch.y)}

@@ -102,12 +102,12 @@ def test_every_method_trains_one_step_and_predicts_the_union(name):
         logged = {k.removeprefix("loss/") for k in record if k.startswith("loss/")}
         assert logged == nonzero(method) and logged
         assert all(torch.isfinite(torch.tensor(record[f"loss/{k}"])) for k in logged)
-        # loss_terms directly: exactly the non-zero-weight terms, finite scalars
+        # compute_terms directly: exactly the non-zero-weight terms, finite scalars
         method.train()
         batch = Batch(x1=x, x2=x.flip(3) if method.needs_second_view else None)
         if cls.uses_labels:
             batch.y = torch.arange(len(x)) % sum(TASKS)
-        terms = method.loss_terms(batch)
+        terms = method.compute_terms(batch)
         assert set(terms) == nonzero(method)
         for k, v in terms.items():
             assert v.ndim == 0 and torch.isfinite(v), k
@@ -219,7 +219,7 @@ def step_counts(**params) -> tuple[Calls, set[str], object]:
     x = VIEWS.train(tiny_data().images)
     x2 = VIEWS.train(tiny_data().images) if method.needs_second_view else None
     method.train()
-    terms = method.loss_terms(Batch(x1=x, x2=x2))
+    terms = method.compute_terms(Batch(x1=x, x2=x2))
     sum(terms.values()).backward()
     return calls, set(terms), method
 
@@ -270,7 +270,7 @@ def test_common_space_parts_are_trainable_and_teachers_get_no_gradient():
     teachers = make_teachers()
     method = build("cka", teachers, lambda_rec=10)
     x = VIEWS.train(tiny_data().images)
-    terms = method.loss_terms(Batch(x1=x, x2=x.flip(3)))
+    terms = method.compute_terms(Batch(x1=x, x2=x.flip(3)))
     sum(terms.values()).backward()
     for name, p in method.named_parameters():
         assert p.grad is not None, f"{name} got no gradient"
@@ -281,7 +281,7 @@ def test_common_space_parts_are_trainable_and_teachers_get_no_gradient():
 def test_inter_distances_on_heterogeneous_maps(distance):
     method = build("cka_inter", distance=distance)
     x = VIEWS.train(tiny_data().images)
-    terms = method.loss_terms(Batch(x1=x))
+    terms = method.compute_terms(Batch(x1=x))
     assert torch.isfinite(terms["inter"])
 
 
@@ -444,7 +444,7 @@ def test_hint_kd_loss_is_the_explicit_fitnets_hint_plus_kd():
     method = build("hint_kd", teachers, T=2.0, lambda_hint=0.5)  # stage -2: the middle one
     assert method.weights() == {"hint": 0.5, "std": 1.0}
     x = VIEWS.test(tiny_data().images)
-    terms = method.loss_terms(Batch(x1=x))
+    terms = method.compute_terms(Batch(x1=x))
     with torch.no_grad():  # by hand: the middle stage ends at backbone module 3
         s_map = method.student.backbone[:4](x)  # 6 ch, 4x4
         hints = []

@@ -21,16 +21,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import cached_property
+from typing import Annotated, Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from bench.core.models import Classifier, ModelOutput
 from bench.core.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
+
+#: A loss weight in a method's params: a float >= 0 (0 turns the term off).
+Weight = Annotated[float, Field(ge=0)]
+
+#: What :meth:`Method.loss_terms` gives for one term: a function of no arguments that computes
+#: it (called only when the term's weight is not 0), or the tensor itself.
+Term = Callable[[], torch.Tensor] | torch.Tensor
 
 
 class NoParams(BaseModel):
@@ -101,8 +109,16 @@ class Method(nn.Module):
 
     def weights(self) -> dict[str, float]:
         """Weight of each named loss term; terms with weight 0 are never computed.
-        Default: :meth:`objective` of the method's params."""
+        Default: :meth:`objective` of the method's params. Fixed for the run: read once,
+        by :attr:`active_weights`."""
         return self.objective(self.params)
+
+    @cached_property
+    def active_weights(self) -> dict[str, float]:
+        """The terms that are on, with their weights (every non-zero one of
+        :meth:`weights`, in its order); computed once. ``"name" in self.active_weights``
+        is how a method asks whether to build or run a term's parts."""
+        return {k: w for k, w in self.weights().items() if w != 0}
 
     @classmethod
     def objective(cls, params: BaseModel) -> dict[str, float]:
@@ -113,8 +129,33 @@ class Method(nn.Module):
             for term, w in cls.term_weights.items()
         }
 
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: Batch) -> dict[str, Term]:
+        """The method's loss terms on ``batch``, by name, each as a function of no arguments
+        that computes it (or the tensor, for a term that is never off). Work that several
+        terms share is done here, before the functions; :meth:`compute_terms` calls only
+        the functions of the active terms, in this dict's order."""
         raise NotImplementedError
+
+    def compute_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The active terms of :meth:`loss_terms` on ``batch``, computed, in its order (what
+        the loop weighs and sums). A term at weight 0 is never computed: its function is not
+        called, and a tensor given for it is an error (it was computed anyway)."""
+        active, known = self.active_weights, self.weights()
+        out: dict[str, torch.Tensor] = {}
+        for name, term in self.loss_terms(batch).items():
+            if name not in known:
+                raise ValueError(
+                    f"{type(self).__name__}: loss term {name!r} has no weight in weights()"
+                )
+            if name not in active:
+                if isinstance(term, torch.Tensor):
+                    raise ValueError(
+                        f"{type(self).__name__}: loss term {name!r} has weight 0 but was computed; give "
+                        "it as a function so that it is only called when it is on"
+                    )
+                continue
+            out[name] = term if isinstance(term, torch.Tensor) else term()
+        return out
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Logits over the union label space (B x sum(task_sizes)). Default: the student's."""
