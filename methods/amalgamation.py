@@ -27,17 +27,16 @@ Teachers (frozen, under ``no_grad``) and every cross-model term see ``x1``.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from torch import nn
 
 from bench.core.method import Batch, Method, MethodContext, Term, Weight
-from methods.common_space import build_common_space, common_space_terms
-from methods.losses import inter_contrast, intra_contrast, soft_target_kl
+from methods.common_space import build_common_space, cfl_terms
+from methods.losses import inter_contrast, intra_contrast
 from methods.readings import READINGS, expand_reading
 
 PROJECTION_DIM = 128
@@ -94,6 +93,17 @@ class AmalgamationParams(BaseModel):
                 + ", ".join(f"lambda_{k}" for k in STUDENT_TERMS)
             )
         return self
+
+
+def params_without(name: str, *terms: str) -> type[AmalgamationParams]:
+    """:class:`AmalgamationParams` whose ``lambda_<term>`` default to 0 for ``terms``: the
+    params of a row that is Eq. 12 without those terms (Table 2's CKA-Intra and CKA-Inter).
+    Everything else, validation included, is the CKA family's."""
+    off = {f"lambda_{t}": (Weight, 0.0) for t in terms}
+    unknown = set(off) - set(AmalgamationParams.model_fields)
+    if unknown:
+        raise ValueError(f"params_without: no such weight {', '.join(sorted(unknown))}")
+    return create_model(name, __base__=AmalgamationParams, **off)
 
 
 class ProjectionHead(nn.Module):
@@ -154,29 +164,4 @@ class Amalgamation(Method):
                 kernels=p.kernels,
             )
 
-        @cache  # one pass through the common space gives both of its terms
-        def common() -> dict[str, torch.Tensor]:
-            return common_space_terms(
-                self.common,
-                s1.fmap,
-                [o.fmap for o in teachers],
-                align="align" in active,
-                rec="rec" in active,
-                sigmas=p.sigmas,
-                normalize=p.align_normalize,
-                kernels=p.kernels,
-            )
-
-        def std() -> torch.Tensor:
-            t_logits = [o.logits for o in teachers]
-            return soft_target_kl(
-                s1.logits, t_logits, T=p.T, direction=p.direction, reduction=p.std_reduction
-            )
-
-        return {
-            "intra": intra,
-            "inter": inter,
-            "align": lambda: common()["align"],
-            "rec": lambda: common()["rec"],
-            "std": std,
-        }
+        return {"intra": intra, "inter": inter, **cfl_terms(self.common, s1, teachers, active, p)}

@@ -24,15 +24,13 @@ set ``optim: {epochs: 30, lr: 1.0e-4}`` on the row for its whole setting.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.core.method import Batch, Method, MethodContext, Term, Weight, register
-from methods.common_space import build_common_space, common_space_terms
-from methods.losses import soft_target_kl
+from methods.common_space import build_common_space, cfl_terms
 from methods.readings import PRESETS
 
 REFERENCE = PRESETS["cfl-reference"]
@@ -108,30 +106,9 @@ class CFL(Method):
         self.steps_per_epoch = ctx.steps_per_epoch
 
     def loss_terms(self, batch: Batch) -> dict[str, Term]:
-        p, active = self.params, self.active_weights
         teachers = self.teacher_outputs(batch.x1)
         s1 = self.student(batch.x1)
-
-        @cache  # one pass through the common space gives both of its terms
-        def common() -> dict[str, torch.Tensor]:
-            return common_space_terms(
-                self.common,
-                s1.fmap,
-                [o.fmap for o in teachers],
-                align="align" in active,
-                rec="rec" in active,
-                sigmas=p.sigmas,
-                normalize=p.align_normalize,
-                kernels=p.kernels,
-            )
-
-        def std() -> torch.Tensor:
-            t_logits = [o.logits for o in teachers]
-            return soft_target_kl(
-                s1.logits, t_logits, T=p.T, direction=p.direction, reduction=p.std_reduction
-            )
-
-        return {"align": lambda: common()["align"], "rec": lambda: common()["rec"], "std": std}
+        return cfl_terms(self.common, s1, teachers, self.active_weights, self.params)
 
     def param_groups(self, lr: float) -> list[dict] | None:
         """``reference``: the student backbone at ``lr``, its head and the common block

@@ -39,14 +39,18 @@ go through it as one concatenated batch (identical result, fewer, larger kernels
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.losses import mmd2
+from bench.core.method import Term
+from bench.core.models import ModelOutput
+from methods.losses import mmd2, soft_target_kl
 
 ADAPTER_CHANNELS = 256
 COMMON_CHANNELS = 128
@@ -243,3 +247,41 @@ def common_space_terms(
     if rec:
         terms["rec"] = common.rec
     return terms
+
+
+def cfl_terms(
+    space: CommonSpace | None,
+    student: ModelOutput,
+    teachers: Sequence[ModelOutput],
+    active: Collection[str],
+    params: Any,
+) -> dict[str, Term]:
+    """CFL's terms as :class:`bench.core.method.Method` term functions, shared by CFL and
+    the CKA family: ``align`` and ``rec`` in ``space`` (one pass through it gives both; None
+    when neither is on) and ``std``, :func:`methods.losses.soft_target_kl` towards the
+    concatenated teachers. ``active``: the terms that are on (the pass computes only
+    theirs); ``params``: the method's params, for ``sigmas``, ``align_normalize``,
+    ``kernels``, ``T``, ``direction`` and ``std_reduction``."""
+    p = params
+    t_fmaps = [o.fmap for o in teachers]
+
+    @cache
+    def common() -> dict[str, torch.Tensor]:
+        return common_space_terms(
+            space,
+            student.fmap,
+            t_fmaps,
+            align="align" in active,
+            rec="rec" in active,
+            sigmas=p.sigmas,
+            normalize=p.align_normalize,
+            kernels=p.kernels,
+        )
+
+    def std() -> torch.Tensor:
+        t_logits = [o.logits for o in teachers]
+        return soft_target_kl(
+            student.logits, t_logits, T=p.T, direction=p.direction, reduction=p.std_reduction
+        )
+
+    return {"align": lambda: common()["align"], "rec": lambda: common()["rec"], "std": std}
