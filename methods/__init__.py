@@ -21,7 +21,7 @@ from bench.core.method import (
     register,
 )
 
-_NOT_PLUGINS = {"losses", "common_space", "amalgamation"}
+_NOT_PLUGINS = {"losses", "common_space", "amalgamation", "readings"}  # shared code
 
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in _NOT_PLUGINS and not _info.name.startswith("_"):

@@ -1,4 +1,4 @@
-"""The shared body of the CKA family (methods.md "Losses" and the method table). Not a
+"""The shared body of the CKA family (docs/methods.md "Losses", "Method table"). Not a
 plugin: ``cka_intra``, ``cka_inter`` and ``cka`` are subclasses of :class:`Amalgamation`
 that only change the defaults of :class:`AmalgamationParams` and the display name (CFL has
 its own loss file, :mod:`methods.cfl`, on the same common space and loss functions).

@@ -1,5 +1,5 @@
 """CFL (Luo et al., "Knowledge Amalgamation from Heterogeneous Networks by Common Feature
-Learning", IJCAI 2019) as a row of the CKA paper's tables (methods.md method table):
+Learning", IJCAI 2019) as a row of the CKA paper's tables (docs/methods.md "CFL", "Method table"):
 
     L = l_std L_std + l_align L_align + l_rec L_rec     (defaults 1, 10, 10)
 
@@ -16,7 +16,7 @@ defaults of the readings it shares with the CKA family are the reference code's
 Hinton's batch-mean forward KL).
 
 ``recipe``: ``harness`` (default) trains with the suite's optimiser and schedule like every
-other row; ``reference`` is the CFL reference's own recipe (methods.md "Total"): Adam with
+other row; ``reference`` is the CFL reference's own recipe (docs/methods.md "CFL"): Adam with
 the student backbone at the suite's ``lr`` and the student's head and the common block at
 10x, the lr divided by 10 every 15 epochs (StepLR). The reference ran 30 epochs at lr 1e-4:
 set ``optim: {epochs: 30, lr: 1.0e-4}`` on the row for its whole setting.

@@ -1,4 +1,4 @@
-"""Common feature space blocks (methods.md "Features used by the losses", ``common_space``).
+"""Common feature space blocks (docs/methods.md "Features used by the losses").
 
 Both blocks map the student's and every teacher's last-stage feature map ``F_m`` into one
 shared space where ``L_align`` (Eq. 7-10) compares them, and reconstruct each teacher's

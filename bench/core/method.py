@@ -1,11 +1,14 @@
 """The method contract (mdistiller-style): what the training loop gives a method, and what a
-method gives back. Plugins live in ``methods/``, one file each, registered by name.
+method gives back. Plugins live in ``methods/``, one file each, registered by name; how to
+write one: docs/methods.md "Writing a method".
 
 A method is an ``nn.Module`` built from a :class:`MethodContext` (the frozen teachers, the
 class layout, a student factory, the training set's size and the run's length) and its
-validated params. It owns its student-side modules and returns named loss terms for a
-:class:`Batch` (the loop sums ``weight * term``); it predicts logits over the union label
-space. Beyond that, a method may
+validated params. The base builds its student (``self.student``, unless
+``builds_student = False``) and predicts with it; the method owns its other student-side
+modules and returns named loss terms for a :class:`Batch`, each as a function that the base
+calls only when the term's weight is not 0 (:meth:`Method.compute_terms`; the loop sums
+``weight * term``). Beyond that, a method may
 
 * read intermediate stages of any model (``Classifier.forward_intermediates``,
   ``Classifier.stage_channels``; :meth:`Method.teacher_stages` for the frozen teachers);
