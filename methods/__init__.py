@@ -10,12 +10,30 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from bench.core.method import METHODS, Batch, Method, MethodContext, NoParams, register
+from bench.core.method import (
+    METHODS,
+    Batch,
+    Method,
+    MethodContext,
+    NoParams,
+    Term,
+    Weight,
+    register,
+)
 
-_NOT_PLUGINS = {"losses", "common_space", "amalgamation"}
+_NOT_PLUGINS = {"losses", "common_space", "amalgamation", "readings"}  # shared code
 
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in _NOT_PLUGINS and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["METHODS", "Batch", "Method", "MethodContext", "NoParams", "register"]
+__all__ = [
+    "METHODS",
+    "Batch",
+    "Method",
+    "MethodContext",
+    "NoParams",
+    "Term",
+    "Weight",
+    "register",
+]

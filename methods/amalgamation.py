@@ -1,4 +1,4 @@
-"""The shared body of the CKA family (methods.md "Losses" and the method table). Not a
+"""The shared body of the CKA family (docs/methods.md "Losses", "Method table"). Not a
 plugin: ``cka_intra``, ``cka_inter`` and ``cka`` are subclasses of :class:`Amalgamation`
 that only change the defaults of :class:`AmalgamationParams` and the display name (CFL has
 its own loss file, :mod:`methods.cfl`, on the same common space and loss functions).
@@ -31,18 +31,18 @@ from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from torch import nn
 
-from bench.core.method import Batch, Method, MethodContext
-from methods.common_space import build_common_space, common_space_terms
-from methods.losses import inter_contrast, intra_contrast, soft_target_kl
+from bench.core.method import Batch, Method, MethodContext, Term, Weight
+from methods.common_space import build_common_space, cfl_terms
+from methods.losses import inter_contrast, intra_contrast
 from methods.readings import READINGS, expand_reading
 
-Weight = Annotated[float, Field(ge=0)]
 PROJECTION_DIM = 128
 TERMS = ("intra", "inter", "align", "std", "rec")
 STUDENT_TERMS = ("intra", "inter", "align", "std")  # terms whose gradient reaches the student
+TEACHER_TERMS = {"inter", "align", "std", "rec"}  # terms that need the teachers' outputs
 
 
 class AmalgamationParams(BaseModel):
@@ -95,6 +95,17 @@ class AmalgamationParams(BaseModel):
         return self
 
 
+def params_without(name: str, *terms: str) -> type[AmalgamationParams]:
+    """:class:`AmalgamationParams` whose ``lambda_<term>`` default to 0 for ``terms``: the
+    params of a row that is Eq. 12 without those terms (Table 2's CKA-Intra and CKA-Inter).
+    Everything else, validation included, is the CKA family's."""
+    off = {f"lambda_{t}": (Weight, 0.0) for t in terms}
+    unknown = set(off) - set(AmalgamationParams.model_fields)
+    if unknown:
+        raise ValueError(f"params_without: no such weight {', '.join(sorted(unknown))}")
+    return create_model(name, __base__=AmalgamationParams, **off)
+
+
 class ProjectionHead(nn.Module):
     """``h``: two-layer MLP ``C_S -> C_S -> 128`` on the pooled feature, L2-normalised
     output (Sec. 4.1, SimCLR-style)."""
@@ -117,61 +128,40 @@ class Amalgamation(Method):
 
     def __init__(self, ctx: MethodContext, params: AmalgamationParams) -> None:
         super().__init__(ctx, params)
-        p = params
-        self.student = ctx.build_student()
+        p, active = params, self.active_weights
         c_s = self.student.feature_channels
-        self.head = ProjectionHead(c_s) if p.lambda_intra > 0 else None
+        self.head = ProjectionHead(c_s) if "intra" in active else None
         self.common = None
-        if p.lambda_align > 0 or p.lambda_rec > 0:
+        if "align" in active or "rec" in active:
             c_t = [t.feature_channels for t in ctx.teachers]
-            self.common = build_common_space(p.common_space, c_s, c_t, p.rec_target)
+            self.common = build_common_space(p.common_space, c_s, c_t, rec_target=p.rec_target)
 
     @property
     def needs_second_view(self) -> bool:
-        return self.params.lambda_intra > 0
+        return "intra" in self.active_weights
 
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        p = self.params
-        w = self.weights()
-        uses_teachers = any(w[k] > 0 for k in ("inter", "align", "std", "rec"))
-        teachers = self.teacher_outputs(batch.x1) if uses_teachers else []
+    def loss_terms(self, batch: Batch) -> dict[str, Term]:
+        p, active = self.params, self.active_weights
+        teachers = self.teacher_outputs(batch.x1) if active.keys() & TEACHER_TERMS else []
         s1 = self.student(batch.x1)
-        terms: dict[str, torch.Tensor] = {}
-        if w["intra"] > 0:
+
+        def intra() -> torch.Tensor:
             if batch.x2 is None:
                 raise ValueError(f"{self.name}: L_intra is on but the batch has no x2")
             z1, z2 = self.head(s1.feat), self.head(self.student(batch.x2).feat)
-            terms["intra"] = intra_contrast(z1, z2, p.alpha, p.intra_negatives)
-        if w["inter"] > 0:
-            terms["inter"] = inter_contrast(
+            return intra_contrast(z1, z2, alpha=p.alpha, negatives=p.intra_negatives)
+
+        def inter() -> torch.Tensor:
+            return inter_contrast(
                 s1.fmap,
                 [o.fmap for o in teachers],
-                p.distance,
-                p.tau,
-                p.inter_normalize,
-                p.inter_negatives,
-                p.self_mask,
-                p.sigmas,
-                p.kernels,
+                distance=p.distance,
+                tau=p.tau,
+                normalize=p.inter_normalize,
+                negatives=p.inter_negatives,
+                self_mask=p.self_mask,
+                sigmas=p.sigmas,
+                kernels=p.kernels,
             )
-        if self.common is not None:
-            terms.update(
-                common_space_terms(
-                    self.common,
-                    s1.fmap,
-                    [o.fmap for o in teachers],
-                    w["align"] > 0,
-                    w["rec"] > 0,
-                    p.sigmas,
-                    p.align_normalize,
-                    p.kernels,
-                )
-            )
-        if w["std"] > 0:
-            terms["std"] = soft_target_kl(
-                s1.logits, [o.logits for o in teachers], p.T, p.direction, p.std_reduction
-            )
-        return terms
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
+        return {"intra": intra, "inter": inter, **cfl_terms(self.common, s1, teachers, active, p)}

@@ -1,5 +1,5 @@
 """CFL (Luo et al., "Knowledge Amalgamation from Heterogeneous Networks by Common Feature
-Learning", IJCAI 2019) as a row of the CKA paper's tables (methods.md method table):
+Learning", IJCAI 2019) as a row of the CKA paper's tables (docs/methods.md "CFL", "Method table"):
 
     L = l_std L_std + l_align L_align + l_rec L_rec     (defaults 1, 10, 10)
 
@@ -16,7 +16,7 @@ defaults of the readings it shares with the CKA family are the reference code's
 Hinton's batch-mean forward KL).
 
 ``recipe``: ``harness`` (default) trains with the suite's optimiser and schedule like every
-other row; ``reference`` is the CFL reference's own recipe (methods.md "Total"): Adam with
+other row; ``reference`` is the CFL reference's own recipe (docs/methods.md "CFL"): Adam with
 the student backbone at the suite's ``lr`` and the student's head and the common block at
 10x, the lr divided by 10 every 15 epochs (StepLR). The reference ran 30 epochs at lr 1e-4:
 set ``optim: {epochs: 30, lr: 1.0e-4}`` on the row for its whole setting.
@@ -29,16 +29,13 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bench.core.method import Batch, Method, MethodContext, register
-from methods.common_space import build_common_space, common_space_terms
-from methods.losses import soft_target_kl
+from bench.core.method import Batch, Method, MethodContext, Term, Weight, register
+from methods.common_space import build_common_space, cfl_terms
 from methods.readings import PRESETS
 
 REFERENCE = PRESETS["cfl-reference"]
 HEAD_LR_FACTOR = 10.0  # the reference's head and CFL block lr, relative to the backbone's
 STEP_EPOCHS, STEP_GAMMA = 15, 0.1  # the reference's StepLR
-
-Weight = Annotated[float, Field(ge=0)]
 
 
 class CFLParams(BaseModel):
@@ -100,41 +97,18 @@ class CFL(Method):
 
     def __init__(self, ctx: MethodContext, params: CFLParams) -> None:
         super().__init__(ctx, params)
-        self.student = ctx.build_student()
         self.common = None
-        if params.lambda_align > 0 or params.lambda_rec > 0:
+        if "align" in self.active_weights or "rec" in self.active_weights:
             c_t = [t.feature_channels for t in ctx.teachers]
             self.common = build_common_space(
                 params.common_space, self.student.feature_channels, c_t, rec_target="raw"
             )
         self.steps_per_epoch = ctx.steps_per_epoch
 
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        p, w = self.params, self.weights()
+    def loss_terms(self, batch: Batch) -> dict[str, Term]:
         teachers = self.teacher_outputs(batch.x1)
         s1 = self.student(batch.x1)
-        terms: dict[str, torch.Tensor] = {}
-        if self.common is not None:
-            terms.update(
-                common_space_terms(
-                    self.common,
-                    s1.fmap,
-                    [o.fmap for o in teachers],
-                    w["align"] > 0,
-                    w["rec"] > 0,
-                    p.sigmas,
-                    p.align_normalize,
-                    p.kernels,
-                )
-            )
-        if w["std"] > 0:
-            terms["std"] = soft_target_kl(
-                s1.logits, [o.logits for o in teachers], p.T, p.direction, p.std_reduction
-            )
-        return terms
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
+        return cfl_terms(self.common, s1, teachers, self.active_weights, self.params)
 
     def param_groups(self, lr: float) -> list[dict] | None:
         """``reference``: the student backbone at ``lr``, its head and the common block

@@ -6,14 +6,10 @@ space. One view per image (no ``x2``).
 from __future__ import annotations
 
 from bench.core.method import register
-from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
-
-
-class CKAInterParams(AmalgamationParams):
-    lambda_intra: Weight = 0.0
+from methods.amalgamation import Amalgamation, params_without
 
 
 @register("cka_inter")
 class CKAInter(Amalgamation):
     display = "CKA-Inter"
-    Params = CKAInterParams
+    Params = params_without("CKAInterParams", "intra")

@@ -5,14 +5,10 @@ with ``l_inter = 0``; margin-based intra-model contrast (Eq. 3) on the ``mlp`` c
 from __future__ import annotations
 
 from bench.core.method import register
-from methods.amalgamation import Amalgamation, AmalgamationParams, Weight
-
-
-class CKAIntraParams(AmalgamationParams):
-    lambda_inter: Weight = 0.0
+from methods.amalgamation import Amalgamation, params_without
 
 
 @register("cka_intra")
 class CKAIntra(Amalgamation):
     display = "CKA-Intra"
-    Params = CKAIntraParams
+    Params = params_without("CKAIntraParams", "inter")

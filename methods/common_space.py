@@ -1,4 +1,4 @@
-"""Common feature space blocks (methods.md "Features used by the losses", ``common_space``).
+"""Common feature space blocks (docs/methods.md "Features used by the losses").
 
 Both blocks map the student's and every teacher's last-stage feature map ``F_m`` into one
 shared space where ``L_align`` (Eq. 7-10) compares them, and reconstruct each teacher's
@@ -39,14 +39,18 @@ go through it as one concatenated batch (identical result, fewer, larger kernels
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.losses import mmd2
+from bench.core.method import Term
+from bench.core.models import ModelOutput
+from methods.losses import mmd2, soft_target_kl
 
 ADAPTER_CHANNELS = 256
 COMMON_CHANNELS = 128
@@ -175,7 +179,7 @@ class MLPSpace(CommonSpace):
     """``common_space: mlp`` -- the CKA paper's block (see the module docstring)."""
 
     def __init__(
-        self, student_channels: int, teacher_channels: Sequence[int], rec_target: str = "raw"
+        self, student_channels: int, teacher_channels: Sequence[int], *, rec_target: str = "raw"
     ) -> None:
         super().__init__(student_channels, teacher_channels)
         if rec_target not in REC_TARGETS:
@@ -206,12 +210,12 @@ COMMON_SPACES: dict[str, type[CommonSpace]] = {"cfl": CFLSpace, "mlp": MLPSpace}
 
 
 def build_common_space(
-    kind: str, student_channels: int, teacher_channels: Sequence[int], rec_target: str = "raw"
+    kind: str, student_channels: int, teacher_channels: Sequence[int], *, rec_target: str = "raw"
 ) -> CommonSpace:
     """The block selected by ``common_space: cfl|mlp`` (``rec_target``: ``mlp`` only; ``cfl``
     always reconstructs the raw ``F_t``)."""
     if kind == "mlp":
-        return MLPSpace(student_channels, list(teacher_channels), rec_target)
+        return MLPSpace(student_channels, list(teacher_channels), rec_target=rec_target)
     try:
         cls = COMMON_SPACES[kind]
     except KeyError:
@@ -223,6 +227,7 @@ def common_space_terms(
     space: CommonSpace,
     student_fmap: torch.Tensor,
     teacher_fmaps: Sequence[torch.Tensor],
+    *,
     align: bool,
     rec: bool,
     sigmas: Sequence[float] | None,
@@ -236,8 +241,47 @@ def common_space_terms(
     terms: dict[str, torch.Tensor] = {}
     if align:
         terms["align"] = sum(
-            mmd2(common.student, f_t, sigmas, normalize, kernels) for f_t in common.teachers
+            mmd2(common.student, f_t, sigmas=sigmas, normalize=normalize, kernels=kernels)
+            for f_t in common.teachers
         )
     if rec:
         terms["rec"] = common.rec
     return terms
+
+
+def cfl_terms(
+    space: CommonSpace | None,
+    student: ModelOutput,
+    teachers: Sequence[ModelOutput],
+    active: Collection[str],
+    params: Any,
+) -> dict[str, Term]:
+    """CFL's terms as :class:`bench.core.method.Method` term functions, shared by CFL and
+    the CKA family: ``align`` and ``rec`` in ``space`` (one pass through it gives both; None
+    when neither is on) and ``std``, :func:`methods.losses.soft_target_kl` towards the
+    concatenated teachers. ``active``: the terms that are on (the pass computes only
+    theirs); ``params``: the method's params, for ``sigmas``, ``align_normalize``,
+    ``kernels``, ``T``, ``direction`` and ``std_reduction``."""
+    p = params
+    t_fmaps = [o.fmap for o in teachers]
+
+    @cache
+    def common() -> dict[str, torch.Tensor]:
+        return common_space_terms(
+            space,
+            student.fmap,
+            t_fmaps,
+            align="align" in active,
+            rec="rec" in active,
+            sigmas=p.sigmas,
+            normalize=p.align_normalize,
+            kernels=p.kernels,
+        )
+
+    def std() -> torch.Tensor:
+        t_logits = [o.logits for o in teachers]
+        return soft_target_kl(
+            student.logits, t_logits, T=p.T, direction=p.direction, reduction=p.std_reduction
+        )
+
+    return {"align": lambda: common()["align"], "rec": lambda: common()["rec"], "std": std}

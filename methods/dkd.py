@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bench.core.method import Batch, Method, MethodContext, register
+from bench.core.method import Batch, Method, register
 
 Weight = Annotated[float, Field(ge=0)]
 
@@ -92,10 +92,6 @@ class DKD(Method):
     Params = DKDParams
     term_weights = {"tckd": "alpha", "nckd": "beta"}
 
-    def __init__(self, ctx: MethodContext, params: DKDParams) -> None:
-        super().__init__(ctx, params)
-        self.student = ctx.build_student()
-
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         p = self.params
         teacher_logits = torch.cat([o.logits for o in self.teacher_outputs(batch.x1)], dim=1)
@@ -107,6 +103,3 @@ class DKD(Method):
         if p.beta > 0:
             terms["nckd"] = nckd(student_logits, teacher_logits, target, p.T)
         return terms
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits

@@ -11,6 +11,7 @@ from bench.core.method import Method, register
 class Ensemble(Method):
     display = "Ensemble"
     trains = False
+    builds_student = False
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([t(x).logits for t in self.teachers], dim=1)

@@ -17,17 +17,15 @@ amalgamation baselines do. ``stage`` counts the models' stages (small_cnn: 3, Re
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from bench.core.method import Batch, Method, MethodContext, register
+from bench.core.method import Batch, Method, MethodContext, Term, Weight, register
 from methods.losses import soft_target_kl
-
-Weight = Annotated[float, Field(ge=0)]
 
 
 class HintKDParams(BaseModel):
@@ -64,7 +62,6 @@ class HintKD(Method):
 
     def __init__(self, ctx: MethodContext, params: HintKDParams) -> None:
         super().__init__(ctx, params)
-        self.student = ctx.build_student()
         stage = params.stage
         models = [("the student", self.student)]
         models += [(f"teacher {t}", m) for t, m in enumerate(ctx.teachers)]
@@ -74,24 +71,21 @@ class HintKD(Method):
                     f"hint_kd: stage {stage}: {who} has {len(model.stage_channels)} stages"
                 )
         c_s = self.student.stage_channels[stage]
-        hinted = ctx.teachers if params.lambda_hint > 0 else []  # no regressor without L_hint
+        hinted = ctx.teachers if "hint" in self.active_weights else []  # none without L_hint
         self.regressors = nn.ModuleList(nn.Conv2d(c_s, t.stage_channels[stage], 1) for t in hinted)
 
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: Batch) -> dict[str, Term]:
         p = self.params
         stage = [p.stage]
         teachers = self.teacher_stages(batch.x1, stage)
         out, (s_map,) = self.student.forward_intermediates(batch.x1, stage)
-        terms: dict[str, torch.Tensor] = {}
-        if p.lambda_hint > 0:
-            hints = [
-                hint_loss(r(s_map), t_maps[0]) for r, (_, t_maps) in zip(self.regressors, teachers)
-            ]
-            terms["hint"] = torch.stack(hints).mean()
-        if p.lambda_std > 0:
-            t_logits = [o.logits for o, _ in teachers]
-            terms["std"] = soft_target_kl(out.logits, t_logits, p.T, p.direction)
-        return terms
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
+        def hint() -> torch.Tensor:
+            pairs = zip(self.regressors, teachers)
+            return torch.stack([hint_loss(r(s_map), t_maps[0]) for r, (_, t_maps) in pairs]).mean()
+
+        def std() -> torch.Tensor:
+            t_logits = [o.logits for o, _ in teachers]
+            return soft_target_kl(out.logits, t_logits, T=p.T, direction=p.direction)
+
+        return {"hint": hint, "std": std}

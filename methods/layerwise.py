@@ -96,7 +96,6 @@ class Layerwise(Method):
 
     def __init__(self, ctx: MethodContext, params: LayerwiseParams) -> None:
         super().__init__(ctx, params)
-        self.student = ctx.build_student()
         models = [("the student", self.student)]
         models += [(f"teacher {t}", m) for t, m in enumerate(ctx.teachers)]
         for stage in params.stages:
@@ -137,11 +136,8 @@ class Layerwise(Method):
             if p.lambda_rec > 0:
                 terms["rec"] = torch.stack(rec).sum()
         if p.lambda_kd > 0:
-            terms["kd"] = soft_target_kl(out.logits, [o.logits for o, _ in teachers], p.T)
+            terms["kd"] = soft_target_kl(out.logits, [o.logits for o, _ in teachers], T=p.T)
         return terms
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
 
     def param_groups(self, lr: float) -> list[dict] | None:
         """The student at the suite's lr and decay; the blocks in their own group at the

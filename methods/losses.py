@@ -1,6 +1,7 @@
 """Loss functions of the CKA paper (arXiv 2307.14781), as fixed by docs/methods.md "Losses".
 
-Pure functions of tensors: no state, no modules. Equation numbers are the paper's.
+Pure functions of tensors: no state, no modules. Equation numbers are the paper's. Inputs are
+positional, options keyword-only (``inter_contrast(p, qs, distance="mmd", tau=0.5)``).
 Cosine similarity ``s(a, b) = a.b / (|a| |b|)`` is computed on ``F.normalize``-d rows, so a
 zero vector has similarity 0 to everything (finite value and gradient, never NaN).
 """
@@ -49,7 +50,7 @@ def _off_diagonal(n: int, device: torch.device) -> torch.Tensor:
 
 
 def intra_contrast(
-    z1: torch.Tensor, z2: torch.Tensor, alpha: float = 0.4, negatives: str = "sum"
+    z1: torch.Tensor, z2: torch.Tensor, *, alpha: float = 0.4, negatives: str = "sum"
 ) -> torch.Tensor:
     """Margin-based intra-model contrast (Eq. 3).
 
@@ -95,6 +96,7 @@ def _check_sigmas(sigmas: Sequence[float] | None) -> tuple[float, ...]:
 
 def pairwise_mmd2(
     sets: torch.Tensor,
+    *,
     sigmas: Sequence[float] | None = None,
     normalize: bool = True,
     kernels: str = "sum",
@@ -131,6 +133,7 @@ def pairwise_mmd2(
 def mmd2(
     x: torch.Tensor,
     y: torch.Tensor,
+    *,
     sigmas: Sequence[float] | None = None,
     normalize: bool = True,
     kernels: str = "sum",
@@ -152,7 +155,10 @@ def mmd2(
         raise ValueError(
             f"x and y must have the same per-sample size; got {xf.shape[1]} and {yf.shape[1]}"
         )
-    return pairwise_mmd2(torch.stack([xf, yf]), sigmas, normalize, kernels)[0, 1]
+    pairs = pairwise_mmd2(
+        torch.stack([xf, yf]), sigmas=sigmas, normalize=normalize, kernels=kernels
+    )
+    return pairs[0, 1]
 
 
 def _spatial_sets(x: torch.Tensor) -> torch.Tensor:
@@ -168,6 +174,7 @@ def _spatial_sets(x: torch.Tensor) -> torch.Tensor:
 
 def transport_map(
     x: torch.Tensor,
+    *,
     distance: str = "euclidean",
     tau: float = 1.0,
     normalize: bool = True,
@@ -196,7 +203,7 @@ def transport_map(
     if not tau > 0:
         raise ValueError(f"tau must be > 0; got {tau!r}")
     if distance == "mmd":
-        d = pairwise_mmd2(_spatial_sets(x), sigmas, normalize, kernels)
+        d = pairwise_mmd2(_spatial_sets(x), sigmas=sigmas, normalize=normalize, kernels=kernels)
     else:
         flat = F.normalize(x.flatten(1), dim=1, eps=_EPS) if normalize else x.flatten(1)
         d = _pairwise_euclidean(flat) if distance == "euclidean" else 1 - _cosine_matrix(flat, flat)
@@ -210,6 +217,7 @@ def transport_map(
 def inter_contrast(
     p: torch.Tensor,
     qs: Sequence[torch.Tensor] | torch.Tensor,
+    *,
     distance: str = "euclidean",
     tau: float = 1.0,
     normalize: bool = True,
@@ -239,7 +247,15 @@ def inter_contrast(
         _check_batch(f"qs[{t}]", q, p.shape[0])
 
     def pi(x: torch.Tensor) -> torch.Tensor:
-        return transport_map(x, distance, tau, normalize, self_mask, sigmas, kernels)
+        return transport_map(
+            x,
+            distance=distance,
+            tau=tau,
+            normalize=normalize,
+            self_mask=self_mask,
+            sigmas=sigmas,
+            kernels=kernels,
+        )
 
     pi_p = pi(p)
     off = _off_diagonal(p.shape[0], p.device)
@@ -253,6 +269,7 @@ def inter_contrast(
 def soft_target_kl(
     student_logits: torch.Tensor,
     teacher_logits: Sequence[torch.Tensor] | torch.Tensor,
+    *,
     T: float = 1.0,
     direction: str = "forward",
     reduction: str = "mean",

@@ -18,6 +18,7 @@ class TeacherRow(Method):
     display = "Teacher"
     Params = TeacherParams
     trains = False
+    builds_student = False
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         t = self.params.index

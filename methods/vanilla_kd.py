@@ -7,13 +7,13 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from bench.core.method import Batch, Method, MethodContext, register
+from bench.core.method import Batch, Method, Term, Weight, register
 from methods.losses import soft_target_kl
 
 
 class VanillaKDParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    lambda_std: float = Field(default=1.0, ge=0)
+    lambda_std: Weight = 1.0
     T: float = Field(default=1.0, gt=0)
     direction: Literal["forward", "reverse"] = "forward"
 
@@ -24,15 +24,11 @@ class VanillaKD(Method):
     Params = VanillaKDParams
     term_weights = {"std": "lambda_std"}
 
-    def __init__(self, ctx: MethodContext, params: VanillaKDParams) -> None:
-        super().__init__(ctx, params)
-        self.student = ctx.build_student()
+    def loss_terms(self, batch: Batch) -> dict[str, Term]:
+        def std() -> torch.Tensor:
+            teacher_logits = [o.logits for o in self.teacher_outputs(batch.x1)]
+            student_logits = self.student(batch.x1).logits
+            p = self.params
+            return soft_target_kl(student_logits, teacher_logits, T=p.T, direction=p.direction)
 
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        teacher_logits = [o.logits for o in self.teacher_outputs(batch.x1)]
-        student_logits = self.student(batch.x1).logits
-        p = self.params
-        return {"std": soft_target_kl(student_logits, teacher_logits, p.T, p.direction)}
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
+        return {"std": std}

@@ -54,6 +54,7 @@ class NanToy(Method):
     seeds torch with the run's seed before it builds the method), finite for even ones."""
 
     Params = NoParams
+    builds_student = False
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)

@@ -123,7 +123,7 @@ def test_transport_map_orthogonal_hand_values():
     pi = transport_map(x, tau=math.sqrt(2))
     assert torch.allclose(pi, expected, atol=1e-9)
     assert torch.allclose(transport_map(5 * x, tau=math.sqrt(2)), expected, atol=1e-9)
-    assert torch.allclose(transport_map(x, "cosine"), expected, atol=1e-9)
+    assert torch.allclose(transport_map(x, distance="cosine"), expected, atol=1e-9)
     # normalize=False on 2 e_i: d = 2 sqrt(2), so tau = 2 sqrt(2) gives the same map ...
     assert torch.allclose(
         transport_map(2 * x, tau=2 * math.sqrt(2), normalize=False), expected, atol=1e-9
@@ -146,12 +146,12 @@ def test_transport_map_mmd_hand_values():
     assert k == pytest.approx(math.exp(-1) + math.exp(-0.25))
     d = 14 - 2 * k
     sets = eye3()[:, None, :].expand(3, 2, 3)  # B x n x C
-    pi = transport_map(sets, "mmd", tau=d)
+    pi = transport_map(sets, distance="mmd", tau=d)
     a, b = E / (E + 2), 1 / (E + 2)
     assert torch.allclose(pi, t([[a, b, b], [b, a, b], [b, b, a]]), atol=1e-9)
     # The same as a B x C x h x w map (h = 1, w = 2), scaled: spatial vectors are normalised.
     fmap = 4 * sets.transpose(1, 2).reshape(3, 3, 1, 2)
-    assert torch.allclose(transport_map(fmap, "mmd", tau=d), pi, atol=1e-9)
+    assert torch.allclose(transport_map(fmap, distance="mmd", tau=d), pi, atol=1e-9)
 
 
 def test_pairwise_mmd2_mixed_sets():
@@ -175,14 +175,14 @@ def test_pairwise_mmd2_float32_matches_float64():
 @pytest.mark.parametrize("distance", DISTANCES)
 def test_transport_map_rows_sum_to_one_and_permute(distance):
     x = maps(5, 3, 2, seed=5)
-    pi = transport_map(x, distance, tau=0.3)
+    pi = transport_map(x, distance=distance, tau=0.3)
     assert pi.shape == (5, 5)
     assert torch.allclose(pi.sum(dim=1), torch.ones(5, dtype=torch.float64))
     assert (pi > 0).all()
     # Each sample is nearest to itself.
     assert (pi.argmax(dim=1) == torch.arange(5)).all()
     perm = torch.tensor([2, 4, 0, 3, 1])
-    assert torch.allclose(transport_map(x[perm], distance, tau=0.3), pi[perm][:, perm])
+    assert torch.allclose(transport_map(x[perm], distance=distance, tau=0.3), pi[perm][:, perm])
 
 
 @pytest.mark.parametrize("distance", DISTANCES)
@@ -191,7 +191,7 @@ def test_transport_map_zero_sample_and_duplicates_finite(distance):
     x[1] = 0
     x[3] = x[2]  # zero distance off the diagonal
     x.requires_grad_()
-    pi = transport_map(x, distance)
+    pi = transport_map(x, distance=distance)
     assert torch.isfinite(pi).all()
     (pi * torch.arange(16.0, dtype=torch.float64).reshape(4, 4)).sum().backward()
     assert torch.isfinite(x.grad).all()
@@ -241,15 +241,21 @@ def test_inter_invariances_and_teacher_shapes(distance):
     p = maps(5, 3, 2, seed=7)
     q1 = maps(5, 6, 2, seed=8)
     q2 = maps(5, 2, 3, seed=9)
-    base = inter_contrast(p, [q1, q2], distance, tau=0.5)
+    base = inter_contrast(p, [q1, q2], distance=distance, tau=0.5)
     assert torch.isfinite(base)
     assert torch.allclose(
-        base, inter_contrast(p, [q1], distance, 0.5) + inter_contrast(p, [q2], distance, 0.5)
+        base,
+        inter_contrast(p, [q1], distance=distance, tau=0.5)
+        + inter_contrast(p, [q2], distance=distance, tau=0.5),
     )
     perm = torch.tensor([4, 2, 0, 1, 3])
-    assert torch.allclose(inter_contrast(p[perm], [q1[perm], q2[perm]], distance, tau=0.5), base)
-    assert not torch.allclose(inter_contrast(p[perm], [q1, q2], distance, tau=0.5), base)
-    assert torch.allclose(inter_contrast(3 * p, [0.2 * q1, 5 * q2], distance, tau=0.5), base)
+    assert torch.allclose(
+        inter_contrast(p[perm], [q1[perm], q2[perm]], distance=distance, tau=0.5), base
+    )
+    assert not torch.allclose(inter_contrast(p[perm], [q1, q2], distance=distance, tau=0.5), base)
+    assert torch.allclose(
+        inter_contrast(3 * p, [0.2 * q1, 5 * q2], distance=distance, tau=0.5), base
+    )
 
 
 def test_inter_unnormalised_depends_on_scale():
@@ -309,9 +315,9 @@ def test_mmd2_identical_and_invariances():
     base = mmd2(x, y, sigmas=[0.5, 1.0])
     assert base.item() > 1e-3
     # Sets: each side may be permuted independently; symmetric; scale-free when normalised.
-    assert torch.allclose(mmd2(x[torch.randperm(6)], y[torch.randperm(6)], [0.5, 1.0]), base)
-    assert torch.allclose(mmd2(y, x, [0.5, 1.0]), base)
-    assert torch.allclose(mmd2(4 * x, 0.1 * y, [0.5, 1.0]), base)
+    assert torch.allclose(mmd2(x[torch.randperm(6)], y[torch.randperm(6)], sigmas=[0.5, 1.0]), base)
+    assert torch.allclose(mmd2(y, x, sigmas=[0.5, 1.0]), base)
+    assert torch.allclose(mmd2(4 * x, 0.1 * y, sigmas=[0.5, 1.0]), base)
 
 
 # ---------------------------------------------------------------------------- soft_target_kl
@@ -370,7 +376,9 @@ def test_gradcheck_intra(negatives):
 @pytest.mark.parametrize("normalize", [True, False])
 def test_gradcheck_transport_map(distance, normalize):
     x = maps(3, 2, 2, seed=16).requires_grad_()
-    assert gradcheck(lambda a: transport_map(a, distance, 0.7, normalize), (x,))
+    assert gradcheck(
+        lambda a: transport_map(a, distance=distance, tau=0.7, normalize=normalize), (x,)
+    )
 
 
 @pytest.mark.parametrize("distance", DISTANCES)
@@ -378,7 +386,7 @@ def test_gradcheck_inter(distance):
     # fast_mode: checks random projections of the Jacobian (full mode is slow here).
     p = maps(3, 2, 2, seed=17).requires_grad_()
     q = maps(3, 3, 1, seed=18).requires_grad_()
-    f = lambda a, b: inter_contrast(a, [b], distance, tau=0.5)  # noqa: E731
+    f = lambda a, b: inter_contrast(a, [b], distance=distance, tau=0.5)  # noqa: E731
     assert gradcheck(f, (p, q), fast_mode=True)
 
 
@@ -394,7 +402,9 @@ def test_gradcheck_soft_target_kl(direction):
     s = maps(2, 3, 1, seed=21).flatten(1).requires_grad_()
     ta = maps(2, 1, 1, seed=22).flatten(1).requires_grad_()
     tb = maps(2, 2, 1, seed=23).flatten(1).requires_grad_()
-    assert gradcheck(lambda a, b, c: soft_target_kl(a, [b, c], 2.0, direction), (s, ta, tb))
+    assert gradcheck(
+        lambda a, b, c: soft_target_kl(a, [b, c], T=2.0, direction=direction), (s, ta, tb)
+    )
 
 
 # ---------------------------------------------------------------------------- errors
@@ -407,10 +417,10 @@ def _bad_calls():
         ("negatives.*'max'", lambda: intra_contrast(z, z, negatives="max")),
         (r"z1.*\(4, 3\).*\(3, 3\)", lambda: intra_contrast(z, z[:3])),
         ("z1.*at least 2", lambda: intra_contrast(z[:1], z[:1])),
-        ("distance.*'manhattan'", lambda: transport_map(x, "manhattan")),
+        ("distance.*'manhattan'", lambda: transport_map(x, distance="manhattan")),
         ("tau.*0.0", lambda: transport_map(x, tau=0.0)),
         ("tau.*-1.0", lambda: transport_map(x, tau=-1.0)),
-        (r"mmd.*\(4, 3\)", lambda: transport_map(z, "mmd")),
+        (r"mmd.*\(4, 3\)", lambda: transport_map(z, distance="mmd")),
         ("negatives.*'all'", lambda: inter_contrast(x, [x], negatives="all")),
         ("distance.*'l1'", lambda: inter_contrast(x, [x], distance="l1")),
         ("tau.*0", lambda: inter_contrast(x, [x], tau=0)),

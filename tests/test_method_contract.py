@@ -101,12 +101,12 @@ def test_every_method_trains_one_step_and_predicts_the_union(name):
         logged = {k.removeprefix("loss/") for k in record if k.startswith("loss/")}
         assert logged == nonzero(method) and logged
         assert all(torch.isfinite(torch.tensor(record[f"loss/{k}"])) for k in logged)
-        # loss_terms directly: exactly the non-zero-weight terms, finite scalars
+        # compute_terms directly: exactly the non-zero-weight terms, finite scalars
         method.train()
         batch = Batch(x1=x, x2=x.flip(3) if method.needs_second_view else None)
         if cls.uses_labels:
             batch.y = torch.arange(len(x)) % sum(TASKS)
-        terms = method.loss_terms(batch)
+        terms = method.compute_terms(batch)
         assert set(terms) == nonzero(method)
         for k, v in terms.items():
             assert v.ndim == 0 and torch.isfinite(v), k
@@ -218,7 +218,7 @@ def step_counts(**params) -> tuple[Calls, set[str], object]:
     x = VIEWS.train(tiny_data().images)
     x2 = VIEWS.train(tiny_data().images) if method.needs_second_view else None
     method.train()
-    terms = method.loss_terms(Batch(x1=x, x2=x2))
+    terms = method.compute_terms(Batch(x1=x, x2=x2))
     sum(terms.values()).backward()
     return calls, set(terms), method
 
@@ -269,7 +269,7 @@ def test_common_space_parts_are_trainable_and_teachers_get_no_gradient():
     teachers = make_teachers()
     method = build("cka", teachers, lambda_rec=10)
     x = VIEWS.train(tiny_data().images)
-    terms = method.loss_terms(Batch(x1=x, x2=x.flip(3)))
+    terms = method.compute_terms(Batch(x1=x, x2=x.flip(3)))
     sum(terms.values()).backward()
     for name, p in method.named_parameters():
         assert p.grad is not None, f"{name} got no gradient"
@@ -280,7 +280,7 @@ def test_common_space_parts_are_trainable_and_teachers_get_no_gradient():
 def test_inter_distances_on_heterogeneous_maps(distance):
     method = build("cka_inter", distance=distance)
     x = VIEWS.train(tiny_data().images)
-    terms = method.loss_terms(Batch(x1=x))
+    terms = method.compute_terms(Batch(x1=x))
     assert torch.isfinite(terms["inter"])
 
 
@@ -355,7 +355,6 @@ class Recorder(Method):
 
     def __init__(self, ctx: MethodContext, params) -> None:
         super().__init__(ctx, params)
-        self.student = ctx.build_student()
         self.train_size, self.seen, self.after_step = ctx.train_size, [], []
         self.register_buffer("visits", torch.zeros(ctx.train_size))  # a memory-bank stand-in
 
@@ -367,9 +366,6 @@ class Recorder(Method):
         self.seen.append((batch.index.clone(), batch.y.clone(), batch.epoch, batch.step))
         self.visits[batch.index] += 1
         return {"fit": F.cross_entropy(out.logits, batch.y) + first.square().mean()}
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
 
     def param_groups(self, lr: float):
         head = list(self.student.fc.parameters())
@@ -448,7 +444,7 @@ def test_hint_kd_loss_is_the_explicit_fitnets_hint_plus_kd():
     method = build("hint_kd", teachers, T=2.0, lambda_hint=0.5)  # stage -2: the middle one
     assert method.weights() == {"hint": 0.5, "std": 1.0}
     x = VIEWS.test(tiny_data().images)
-    terms = method.loss_terms(Batch(x1=x))
+    terms = method.compute_terms(Batch(x1=x))
     with torch.no_grad():  # by hand: the middle stage ends at backbone module 3
         s_map = method.student.backbone[:4](x)  # 6 ch, 4x4
         hints = []
@@ -504,3 +500,122 @@ def test_a_real_run_gives_the_method_its_run_length(tmp_path):
     rec = execute(run, ExecOptions(tmp_path, "cpu", progress=False))
     assert rec.finished, rec.error
     assert rec.history[0]["lr"] == pytest.approx(suite["optim"]["lr"])
+
+
+# ------------------------------------------------------------ what the base does for plugins
+
+
+class Minimal(Method):
+    """Only ``term_weights`` and ``loss_terms``: the base gives student, predict and embed."""
+
+    term_weights = {"fit": 1.0, "boom": 0.0}
+
+    def loss_terms(self, batch: Batch):
+        def boom():
+            raise AssertionError("a term at weight 0 was computed")
+
+        return {"fit": lambda: self.student(batch.x1).logits.square().mean(), "boom": boom}
+
+
+def test_a_plugin_with_only_loss_terms_gets_a_student_predict_and_embed():
+    torch.manual_seed(0)
+    want = make_ctx().build_student()
+    torch.manual_seed(0)
+    method = Minimal(make_ctx(), NoParams())
+    assert isinstance(method.student, torch.nn.Module)
+    assert [n for n, _ in method.named_parameters()] == [
+        f"student.{n}" for n, _ in want.named_parameters()
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(method.parameters(), want.parameters()))
+    x = VIEWS.test(tiny_data().images)
+    method.eval()
+    with torch.no_grad():
+        assert torch.equal(method.predict(x), want.eval()(x).logits)
+        assert torch.equal(method.embed(x), want(x).feat)
+    assert method.active_weights == {"fit": 1.0}
+    terms = method.compute_terms(Batch(x1=x))  # "boom" (weight 0) is never called
+    assert list(terms) == ["fit"]
+    result = fit(method, tiny_data(), None, VIEWS, OptimConfig(epochs=1, batch_size=8),
+                 torch.Generator().manual_seed(0), FitOptions(progress=False))  # fmt: skip
+    assert {k for k in result.history[0] if k.startswith("loss/")} == {"loss/fit"}
+
+
+def test_methods_without_a_student_build_none():
+    for name in ("teacher", "ensemble"):
+        method = build(name)
+        assert not method.builds_student and not hasattr(method, "student")
+        assert list(method.parameters()) == [] and method.embed(torch.zeros(2, 1, PX, PX)) is None
+
+    class NoStudent(Minimal):
+        builds_student = False
+
+    with pytest.raises(NotImplementedError, match="no student"):
+        NoStudent(make_ctx(), NoParams()).predict(torch.zeros(2, 1, PX, PX))
+
+
+def test_a_tensor_for_a_weight_0_term_or_an_unknown_term_is_an_error():
+    class Eager(Minimal):
+        def loss_terms(self, batch):
+            return {"fit": self.student(batch.x1).logits.mean(), "boom": torch.zeros(())}
+
+    class Unknown(Minimal):
+        def loss_terms(self, batch):
+            return {"fit": torch.zeros(()), "typo": torch.zeros(())}
+
+    x = VIEWS.test(tiny_data().images)
+    with pytest.raises(ValueError, match="'boom' has weight 0 but was computed"):
+        Eager(make_ctx(), NoParams()).compute_terms(Batch(x1=x))
+    with pytest.raises(ValueError, match="'typo' has no weight"):
+        Unknown(make_ctx(), NoParams()).compute_terms(Batch(x1=x))
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "off"),
+    [
+        ("cka", {"lambda_inter": 0, "lambda_rec": 10}, "inter_contrast"),
+        ("cka", {"lambda_intra": 0}, "intra_contrast"),
+        ("cka", {"lambda_std": 0}, "soft_target_kl"),
+        ("cfl", {"lambda_std": 0}, "soft_target_kl"),
+        ("hint_kd", {"lambda_std": 0}, "soft_target_kl"),
+        ("hint_kd", {"lambda_hint": 0}, "hint_loss"),
+    ],
+)
+def test_a_term_at_weight_0_is_never_computed(name, params, off, monkeypatch):
+    import methods.amalgamation
+    import methods.common_space
+    import methods.hint_kd
+
+    def never(*args, **kwargs):
+        raise AssertionError(f"{off} called for a term at weight 0")
+
+    for module in (methods.amalgamation, methods.common_space, methods.hint_kd):
+        if hasattr(module, off):
+            monkeypatch.setattr(module, off, never)
+    method = build(name, **params)
+    x = VIEWS.train(tiny_data().images)
+    terms = method.compute_terms(Batch(x1=x, x2=x.flip(3) if method.needs_second_view else None))
+    assert set(terms) == nonzero(method) and terms
+
+
+def test_loss_options_are_keyword_only():
+    from methods.common_space import common_space_terms
+    from methods.losses import inter_contrast, intra_contrast, mmd2, soft_target_kl, transport_map
+
+    z = torch.randn(4, 3)
+    with pytest.raises(TypeError):
+        inter_contrast(z, [z], "cosine", 0.5)
+    with pytest.raises(TypeError):
+        transport_map(z, "cosine")
+    with pytest.raises(TypeError):
+        intra_contrast(z, z, 0.4)
+    with pytest.raises(TypeError):
+        mmd2(z, z, [1.0])
+    with pytest.raises(TypeError):
+        soft_target_kl(z, [z], 2.0)
+    space = build_common_space("mlp", 12, [16])
+    with pytest.raises(TypeError):
+        common_space_terms(space, None, [], True, False, None, False, "sum")
+    with pytest.raises(TypeError):
+        build_common_space("mlp", 12, [16], "raw")
+    # spelled out, the same options work
+    assert torch.isfinite(inter_contrast(z, [z], distance="cosine", tau=0.5))

@@ -82,15 +82,18 @@ def test_sigmas_reach_the_mmd_distance():
     d = 2 - 2 * math.exp(-1.0)  # sigma = 1
     row = torch.tensor([0.0, d, d], dtype=torch.float64)
     want = torch.softmax(-row, 0)
-    torch.testing.assert_close(transport_map(sets, "mmd", sigmas=[1.0])[0], want)
+    torch.testing.assert_close(transport_map(sets, distance="mmd", sigmas=[1.0])[0], want)
     # summed kernels double d, the mean of two equal kernels keeps it
     torch.testing.assert_close(
-        transport_map(sets, "mmd", sigmas=[1.0, 1.0], kernels="mean")[0], want
+        transport_map(sets, distance="mmd", sigmas=[1.0, 1.0], kernels="mean")[0], want
     )
     torch.testing.assert_close(
-        transport_map(sets, "mmd", sigmas=[1.0, 1.0], kernels="sum")[0], torch.softmax(-2 * row, 0)
+        transport_map(sets, distance="mmd", sigmas=[1.0, 1.0], kernels="sum")[0],
+        torch.softmax(-2 * row, 0),
     )
-    assert not torch.allclose(transport_map(sets, "mmd")[0], want)  # default bandwidths differ
+    assert not torch.allclose(
+        transport_map(sets, distance="mmd")[0], want
+    )  # default bandwidths differ
 
 
 # ------------------------------------------------------------------------------ L_std sum

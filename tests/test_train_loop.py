@@ -153,7 +153,7 @@ def test_loss_meter_names_the_first_bad_step_and_term():
 def test_nan_mid_run_fails_naming_epoch_step_and_term_before_the_epoch_is_recorded(tmp_path):
     train, val, views = tiny_digits()
     method = tiny_method("cka")
-    real, calls = method.loss_terms, []
+    real, calls = method.compute_terms, []
 
     def poisoned(batch):
         calls.append(1)
@@ -162,7 +162,7 @@ def test_nan_mid_run_fails_naming_epoch_step_and_term_before_the_epoch_is_record
             terms["inter"] = terms["inter"] * float("nan")
         return terms
 
-    method.loss_terms = poisoned
+    method.compute_terms = poisoned
     seen, ckpt = [], Checkpoint(tmp_path / "ckpt.pt", every=1)
     with pytest.raises(NonFiniteLoss) as err:
         fit(method, train, val, views, OptimConfig(epochs=2, batch_size=16),
@@ -220,8 +220,8 @@ def test_compile_time_reaches_result_json_timings(monkeypatch, tmp_path):
     suite = validate_suite(suite, "t")
     (run,) = expand(suite)
     rec = runner.execute(run, ExecOptions(tmp_path, "cpu", progress=False, speed=suite.speed))
-    assert rec["timings"]["compile"] == 1.25 and rec["speed"]["compile_mode"] is None
-    assert rec["timings"]["train"] < rec["timings"]["total"]
+    assert rec.timings["compile"] == 1.25 and rec.speed["compile_mode"] is None
+    assert rec.timings["train"] < rec.timings["total"]
 
 
 def test_epoch_steps_drop_the_partial_batch_and_an_empty_split_takes_none():

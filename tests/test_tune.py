@@ -215,6 +215,7 @@ class SkillToy(Method):
 
     Params = SkillParams
     uses_labels = True
+    builds_student = False
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)

@@ -84,7 +84,7 @@ class ModelConfig(Strict):
 
 
 class OptimConfig(Strict):
-    """Optimisation recipe (methods.md defaults: Adam, lr 5e-4, cosine, wd 5e-4, batch 64)."""
+    """Optimisation recipe (docs/methods.md "Total": Adam, lr 5e-4, cosine, wd 5e-4, batch 64)."""
 
     epochs: PositiveInt = 100
     batch_size: PositiveInt = 64

@@ -1,11 +1,14 @@
 """The method contract (mdistiller-style): what the training loop gives a method, and what a
-method gives back. Plugins live in ``methods/``, one file each, registered by name.
+method gives back. Plugins live in ``methods/``, one file each, registered by name; how to
+write one: docs/methods.md "Writing a method".
 
 A method is an ``nn.Module`` built from a :class:`MethodContext` (the frozen teachers, the
 class layout, a student factory, the training set's size and the run's length) and its
-validated params. It owns its student-side modules and returns named loss terms for a
-:class:`Batch` (the loop sums ``weight * term``); it predicts logits over the union label
-space. Beyond that, a method may
+validated params. The base builds its student (``self.student``, unless
+``builds_student = False``) and predicts with it; the method owns its other student-side
+modules and returns named loss terms for a :class:`Batch`, each as a function that the base
+calls only when the term's weight is not 0 (:meth:`Method.compute_terms`; the loop sums
+``weight * term``). Beyond that, a method may
 
 * read intermediate stages of any model (``Classifier.forward_intermediates``,
   ``Classifier.stage_channels``; :meth:`Method.teacher_stages` for the frozen teachers);
@@ -21,16 +24,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import cached_property
+from typing import Annotated, Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from bench.core.models import Classifier, ModelOutput
 from bench.core.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
+
+#: A loss weight in a method's params: a float >= 0 (0 turns the term off).
+Weight = Annotated[float, Field(ge=0)]
+
+#: What :meth:`Method.loss_terms` gives for one term: a function of no arguments that computes
+#: it (called only when the term's weight is not 0), or the tensor itself.
+Term = Callable[[], torch.Tensor] | torch.Tensor
 
 
 class NoParams(BaseModel):
@@ -78,6 +89,8 @@ class Method(nn.Module):
     Params: ClassVar[type[BaseModel]] = NoParams
     trains: ClassVar[bool] = True  # False: teacher rows / ensemble, evaluation only
     uses_labels: ClassVar[bool] = False
+    # False: the method has no student (teacher rows, ensemble) and defines its own predict.
+    builds_student: ClassVar[bool] = True
     # Each loss term's weight: the name of the Params field that holds it, or a fixed
     # number. :meth:`objective` reads it, so the weights are known without a model.
     term_weights: ClassVar[dict[str, str | float]] = {}
@@ -88,6 +101,10 @@ class Method(nn.Module):
         # A plain list: teachers are not submodules, so they are neither optimised nor saved.
         self.teachers: list[Classifier] = list(ctx.teachers)
         self.task_sizes = list(ctx.task_sizes)
+        if self.builds_student:
+            # Built here, before anything a subclass builds: the student's parameters are
+            # always the first the run's seed draws.
+            self.student: Classifier = ctx.build_student()
 
     @property
     def needs_second_view(self) -> bool:
@@ -95,8 +112,16 @@ class Method(nn.Module):
 
     def weights(self) -> dict[str, float]:
         """Weight of each named loss term; terms with weight 0 are never computed.
-        Default: :meth:`objective` of the method's params."""
+        Default: :meth:`objective` of the method's params. Fixed for the run: read once,
+        by :attr:`active_weights`."""
         return self.objective(self.params)
+
+    @cached_property
+    def active_weights(self) -> dict[str, float]:
+        """The terms that are on, with their weights (every non-zero one of
+        :meth:`weights`, in its order); computed once. ``"name" in self.active_weights``
+        is how a method asks whether to build or run a term's parts."""
+        return {k: w for k, w in self.weights().items() if w != 0}
 
     @classmethod
     def objective(cls, params: BaseModel) -> dict[str, float]:
@@ -107,17 +132,44 @@ class Method(nn.Module):
             for term, w in cls.term_weights.items()
         }
 
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: Batch) -> dict[str, Term]:
+        """The method's loss terms on ``batch``, by name, each as a function of no arguments
+        that computes it (or the tensor, for a term that is never off). Work that several
+        terms share is done here, before the functions; :meth:`compute_terms` calls only
+        the functions of the active terms, in this dict's order."""
         raise NotImplementedError
 
+    def compute_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The active terms of :meth:`loss_terms` on ``batch``, computed, in its order (what
+        the loop weighs and sums). A term at weight 0 is never computed: its function is not
+        called, and a tensor given for it is an error (it was computed anyway)."""
+        active, known = self.active_weights, self.weights()
+        out: dict[str, torch.Tensor] = {}
+        for name, term in self.loss_terms(batch).items():
+            if name not in known:
+                raise ValueError(
+                    f"{type(self).__name__}: loss term {name!r} has no weight in weights()"
+                )
+            if name not in active:
+                if isinstance(term, torch.Tensor):
+                    raise ValueError(
+                        f"{type(self).__name__}: loss term {name!r} has weight 0 but was computed; give "
+                        "it as a function so that it is only called when it is on"
+                    )
+                continue
+            out[name] = term if isinstance(term, torch.Tensor) else term()
+        return out
+
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Logits over the union label space (B x sum(task_sizes)). Default: the student's."""
+        if not self.builds_student:
+            raise NotImplementedError(f"{type(self).__name__} has no student: define predict")
+        return self.student(x).logits
 
     def embed(self, x: torch.Tensor) -> torch.Tensor | None:
         """Pooled student features (B x D) for the per-epoch health figures
         (:mod:`bench.engine.health`); None for methods without a student."""
-        student = getattr(self, "student", None)
-        return None if student is None else student(x).feat
+        return self.student(x).feat if self.builds_student else None
 
     def param_groups(self, lr: float) -> list[dict[str, Any]] | None:
         """Optimiser parameter groups (``{"params": [...], "lr": ...}``; keys left out take

@@ -1,5 +1,5 @@
 """Model registry: every model returns the last stage's feature map, the pooled feature and
-the logits (``ModelOutput``), which is all the losses of methods.md need; methods that
+the logits (``ModelOutput``), which is all the losses of docs/methods.md need; methods that
 need earlier stages (hints) get them timm-style from ``forward_intermediates``."""
 
 from __future__ import annotations

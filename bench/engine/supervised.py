@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.core.config import OptimConfig
-from bench.core.method import Batch, Method, MethodContext, NoParams
+from bench.core.method import Batch, Method, MethodContext, NoParams, Term
 from bench.core.models import Classifier
 from bench.data.datasets import LabelledImages
 from bench.engine.runtime import seed_everything
@@ -34,21 +34,14 @@ class CrossEntropy(Method):
     uses_labels = True
     term_weights = {"ce": 1.0}
 
-    def __init__(self, ctx: MethodContext, params) -> None:
-        super().__init__(ctx, params)
-        self.student = ctx.build_student()
-
     @classmethod
     def for_model(cls, model: Classifier, channels: int, image_size: int) -> CrossEntropy:
         """Cross-entropy training of ``model`` itself (no teachers; its own classes)."""
         ctx = MethodContext([], [model.fc.out_features], lambda: model, channels, image_size)
         return cls(ctx, NoParams())
 
-    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"ce": F.cross_entropy(self.student(batch.x1).logits, batch.y)}
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x).logits
+    def loss_terms(self, batch: Batch) -> dict[str, Term]:
+        return {"ce": lambda: F.cross_entropy(self.student(batch.x1).logits, batch.y)}
 
 
 def train_new(

@@ -115,7 +115,7 @@ def make_training(
     sched = method.lr_schedule(opt, steps)
     if sched is None:
         sched = make_schedule(opt, optim, steps)
-    weights = {k: w for k, w in method.weights().items() if w != 0}
+    weights = dict(method.active_weights)
     spe = steps_per_epoch or steps  # none given: one epoch of ``steps``
     return Training(method, weights, opt, sched, plan.make_scaler(), plan, spe)
 
@@ -154,7 +154,7 @@ def train_step(training: Training, batch: Batch) -> tuple[torch.Tensor, dict[str
     t = training
     t.plan.begin_step()
     with t.plan.autocast():  # views (made before) and evaluation stay in float32
-        terms = t.method.loss_terms(batch)
+        terms = t.method.compute_terms(batch)
         loss = sum(t.weights[k] * v for k, v in terms.items() if k in t.weights)
     t.opt.zero_grad(set_to_none=True)
     t.scaler.scale(loss).backward()  # pass-through unless fp16 on CUDA
