@@ -395,6 +395,9 @@ def cmd_ls(args) -> int:
 def cmd_table(args) -> int:
     from bench import report
 
+    if args.reference is not None:
+        import bench.studies.cka.paper  # noqa: F401  registers the paper's printed tables
+
     try:
         if args.mlflow is not None:
             if args.effects or args.select != "last":
