@@ -14,16 +14,8 @@ from bench.core.errors import BenchError, StorageError
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a suite (skips runs already finished)")
     p.add_argument("suite", type=Path, help="suite YAML, e.g. suites/quick.yaml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a dotted key, e.g. --set optim.epochs=5 --set methods.2.params.T=4",
-    )
-    p.add_argument("--results", type=Path, default=Path("results"), help="results root")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    _add_overrides(p, "a dotted key, e.g. --set optim.epochs=5 --set methods.2.params.T=4")
+    _add_results_device(p)
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the suite's seeds")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
     p.add_argument("--launcher", choices=["serial", "process", "ray"], default="serial")
@@ -53,6 +45,27 @@ def _add_run(sub) -> None:
         help="time a few real training steps per (dataset, student, method) and print each "
         "run's steps and device-hours before anything runs",
     )
+    _add_tracking(p)
+
+
+def _add_overrides(p, what: str) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override {what}",
+    )
+
+
+def _add_results_device(p) -> None:
+    p.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+
+
+def _add_tracking(p) -> None:
+    """Progress bars and MLflow: how a run or a study reports while it works."""
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--tracking-uri",
@@ -76,9 +89,6 @@ def _add_table(sub) -> None:
         help="a suite results dir (results/<suite>); with --mlflow, optional: its parent is "
         "the results root of the default MLflow store",
     )
-    p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
-    p.add_argument("--out", type=Path, default=None, help="write to this file (atomically)")
-    p.add_argument("--per-task", action="store_true", help="T1..TN and Merge columns (Table 5)")
     p.add_argument(
         "--suite",
         type=Path,
@@ -86,6 +96,23 @@ def _add_table(sub) -> None:
         help="the suite file: leave out runs its current plan supersedes (a row whose "
         "params or recipe changed since they ran)",
     )
+    _add_table_layout(p)
+    _add_table_mlflow(p)
+    p.add_argument(
+        "--effects",
+        action="store_true",
+        help="instead of mean ± std: each row minus the baseline row, paired by seed, with "
+        "its 95%% CI and the minimum detectable effect (MDE)",
+    )
+    _add_baseline(p)
+    _add_select(p)
+
+
+def _add_table_layout(p) -> None:
+    """What the table shows and how it is written (:func:`_table_options`)."""
+    p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
+    p.add_argument("--out", type=Path, default=None, help="write to this file (atomically)")
+    p.add_argument("--per-task", action="store_true", help="T1..TN and Merge columns (Table 5)")
     p.add_argument(
         "--reference",
         choices=["paper", "paper:2", "paper:5"],
@@ -96,6 +123,9 @@ def _add_table(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--caption", default=None)
     p.add_argument("--label", default=None)
+
+
+def _add_table_mlflow(p) -> None:
     p.add_argument(
         "--mlflow",
         metavar="EXPERIMENT",
@@ -114,14 +144,6 @@ def _add_table(sub) -> None:
         default=None,
         help="with --mlflow and no source: results root of the default store (default: results)",
     )
-    p.add_argument(
-        "--effects",
-        action="store_true",
-        help="instead of mean ± std: each row minus the baseline row, paired by seed, with "
-        "its 95%% CI and the minimum detectable effect (MDE)",
-    )
-    _add_baseline(p)
-    _add_select(p)
 
 
 def _add_baseline(p) -> None:
@@ -162,14 +184,7 @@ def _add_tune(sub) -> None:
         "tune", help="Optuna search of a method's params on the validation split (never test)"
     )
     p.add_argument("tune_file", type=Path, help="tune YAML, e.g. suites/tune_quick.yaml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a dotted key of the tune file, e.g. --set budget.epochs=3",
-    )
+    _add_overrides(p, "a dotted key of the tune file, e.g. --set budget.epochs=3")
     p.add_argument("--study", default=None, help="study name (default: the file's name)")
     p.add_argument(
         "--storage",
@@ -187,11 +202,8 @@ def _add_tune(sub) -> None:
         help="torch threads per trial run, in every worker (default: this machine's cores, "
         "or $OMP_NUM_THREADS, shared among the workers)",
     )
-    p.add_argument("--results", type=Path, default=Path("results"), help="results root")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    _add_results_device(p)
+    _add_tracking(p)
     p.add_argument("--dry-run", action="store_true", help="validate and describe the study only")
 
 
@@ -274,15 +286,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from bench.core.config import check_gpus_per_run, load_suite
-    from bench.core.errors import ConfigError
-    from bench.experiment.plan import expand
-    from bench.experiment.preflight import check_suite
+    from bench.core.config import load_suite
 
     suite = load_suite(args.suite, args.overrides)
     results = args.results.resolve()
+    _check_run(args, suite, results)
+    if args.dry_run:  # the plan's modules only: no model is built, nothing trained
+        _print_plan(args, suite, results)
+    if args.estimate:
+        from bench.engine.runtime import configure_threads
+        from bench.experiment.estimate import estimate_suite
+
+        configure_threads()
+        print(estimate_suite(suite, results, args.device, args.seeds).describe())
+    if args.dry_run:
+        return 0
+    return _run(args, suite, results)
+
+
+def _check_run(args, suite, results: Path) -> None:
+    """Names, params, files, the results dir, MLflow and the options: everything that can
+    be wrong fails before anything is written."""
+    from bench.core.config import check_gpus_per_run
+    from bench.core.errors import ConfigError
+    from bench.engine.runtime import resolve_threads
+    from bench.experiment.plan import expand
+    from bench.experiment.preflight import check_suite
+
     try:
-        expand(suite, args.seeds)  # names, params and files: fail before anything is written
+        expand(suite, args.seeds)
         check_suite(suite, results, None if args.no_mlflow else tracking_uri(results, args))
     except ConfigError as exc:
         raise ConfigError(f"{args.suite}: {exc}") from None
@@ -293,29 +325,26 @@ def cmd_run(args) -> int:
             check_gpus_per_run(args.gpus_per_run)
         except ValueError as exc:
             raise BenchError(f"--gpus-per-run: {exc}") from None
-    from bench.engine.runtime import resolve_threads
-
     resolve_threads(args.threads, suite.threads)  # a bad count fails before anything runs
-    if args.dry_run:  # the plan's modules only: no model is built, nothing trained
-        from bench.core.store import RunStore
-        from bench.experiment.dryrun import describe_plan
-        from bench.experiment.plan import finished_studies, plan_studies
-        from bench.tune.suite_studies import describe_studies
 
-        studies = plan_studies(suite)
-        runs = expand(suite, args.seeds, tuned=finished_studies(studies, results))
-        print(f"suite {suite.name}: {args.suite} -> {results / suite.name}")
-        print(describe_plan(runs, RunStore(results / suite.name), results))
-        for line in describe_studies(studies, results):
-            print(line)
-    if args.estimate:
-        from bench.engine.runtime import configure_threads
-        from bench.experiment.estimate import estimate_suite
 
-        configure_threads()
-        print(estimate_suite(suite, results, args.device, args.seeds).describe())
-    if args.dry_run:
-        return 0
+def _print_plan(args, suite, results: Path) -> None:
+    """``--dry-run``: the runs (finished, to run, pending a study) and the studies."""
+    from bench.core.store import RunStore
+    from bench.experiment.dryrun import describe_plan
+    from bench.experiment.plan import expand, finished_studies, plan_studies
+    from bench.tune.suite_studies import describe_studies
+
+    studies = plan_studies(suite)
+    runs = expand(suite, args.seeds, tuned=finished_studies(studies, results))
+    print(f"suite {suite.name}: {args.suite} -> {results / suite.name}")
+    print(describe_plan(runs, RunStore(results / suite.name), results))
+    for line in describe_studies(studies, results):
+        print(line)
+
+
+def _run(args, suite, results: Path) -> int:
+    """Run the suite; print the counts and its table. 1 when any run failed."""
     from bench.core.progress import enabled as progress_enabled
     from bench.core.progress import set_enabled as set_progress
     from bench.engine.runtime import configure_threads
@@ -370,6 +399,9 @@ def cmd_ls(args) -> int:
 def cmd_table(args) -> int:
     from bench import report
 
+    if args.reference is not None:
+        import bench.studies.cka.paper  # noqa: F401  registers the paper's printed tables
+
     try:
         if args.mlflow is not None:
             if args.effects or args.select != "last":
@@ -382,31 +414,8 @@ def cmd_table(args) -> int:
         elif args.effects:
             text = _effects_table(args)
         else:
-            planned = None
-            if args.suite is not None:
-                from bench.core.config import load_suite
-                from bench.experiment.plan import (
-                    expand,
-                    finished_studies,
-                    plan_studies,
-                    planned_cells,
-                )
-
-                suite = load_suite(args.suite)  # tuned rows: their finished studies' points
-                tuned = finished_studies(plan_studies(suite), Path(args.source).parent)
-                planned = planned_cells(expand(suite, tuned=tuned))
             text = report.render_table(
-                args.source,
-                planned=planned,
-                fmt=args.format,
-                out=args.out,
-                per_task=args.per_task,
-                reference=args.reference,
-                test=args.test,
-                alpha=args.alpha,
-                caption=args.caption,
-                label=args.label,
-                select=args.select,
+                args.source, planned=_planned(args), select=args.select, **_table_options(args)
             )
     except ValueError as exc:  # no finished runs, unknown experiment, bad option value
         raise BenchError(f"table: {exc}") from None
@@ -417,22 +426,42 @@ def cmd_table(args) -> int:
     return 0
 
 
+def _table_options(args) -> dict:
+    """The options every table takes: its layout, its test and how it is written."""
+    return {
+        "fmt": args.format,
+        "out": args.out,
+        "per_task": args.per_task,
+        "reference": args.reference,
+        "test": args.test,
+        "alpha": args.alpha,
+        "caption": args.caption,
+        "label": args.label,
+    }
+
+
+def _planned(args) -> dict | None:
+    """With ``--suite``: the run key of each cell of its current plan (tuned rows at their
+    finished studies' points), so that superseded runs are left out."""
+    if args.suite is None:
+        return None
+    from bench.core.config import load_suite
+    from bench.experiment.plan import expand, finished_studies, plan_studies, planned_cells
+
+    suite = load_suite(args.suite)
+    tuned = finished_studies(plan_studies(suite), Path(args.source).parent)
+    return planned_cells(expand(suite, tuned=tuned))
+
+
 def _effects_table(args) -> str:
     """``bench table --effects``: paired differences to the baseline row."""
     from bench.report.effect_tables import effects_table
 
     if args.per_task or args.reference is not None or args.suite is not None:
         raise BenchError("table: --effects takes none of --per-task, --reference, --suite")
-    return effects_table(
-        args.source,
-        baseline=args.baseline,
-        fmt=args.format,
-        out=args.out,
-        select=args.select,
-        caption=args.caption,
-        label=args.label,
-        alpha=args.alpha,
-    )
+    shared = ("fmt", "out", "caption", "label", "alpha")  # no ranking test: CIs instead
+    layout = {k: v for k, v in _table_options(args).items() if k in shared}
+    return effects_table(args.source, baseline=args.baseline, select=args.select, **layout)
 
 
 def cmd_power(args) -> int:
@@ -466,53 +495,23 @@ def _mlflow_table(args, report) -> str:
     n_failed = len(failures)
     if df.empty:
         raise BenchError(f"table: no finished runs in MLflow experiment {args.mlflow!r} at {uri}")
-    return report.render_frame(
-        df,
-        n_failed,
-        fmt=args.format,
-        out=args.out,
-        per_task=args.per_task,
-        reference=args.reference,
-        test=args.test,
-        alpha=args.alpha,
-        caption=args.caption,
-        label=args.label,
-        failures=failures,
-    )
+    return report.render_frame(df, n_failed, failures=failures, **_table_options(args))
 
 
 def cmd_tune(args) -> int:
-    from bench.core.config import safe_name
     from bench.core.progress import enabled as progress_enabled
     from bench.core.progress import set_enabled as set_progress
     from bench.engine.runtime import configure_threads
-    from bench.experiment.preflight import check_tracking, check_writable
     from bench.tune.check import load_tune
-    from bench.tune.run import tune
+    from bench.tune.run import describe, tune
 
-    if args.study is not None:
-        try:
-            safe_name(args.study)
-        except ValueError as exc:
-            raise BenchError(f"--study: {exc} (got {args.study!r})") from None
+    _check_study_name(args.study)
     cfg = load_tune(args.tune_file, args.overrides)  # also the suite's pre-run checks
-    results = args.results.resolve()
-    check_writable(results)
-    if not args.no_mlflow:
-        check_tracking(tracking_uri(results, args))
+    _check_results(args)
     if args.dry_run:
-        from bench.tune.run import describe
-
         print(describe(cfg, args.results, args.study, args.storage))
         return 0
-    if args.n_trials is not None and args.n_trials < 1:
-        raise BenchError("--n-trials: must be at least 1")
-    if args.workers < 1:
-        raise BenchError("--workers: must be at least 1")
-    if args.threads is not None:
-        from bench.engine.runtime import check_threads
-
-        check_threads(args.threads, "--threads")
+    _check_tune_options(args)
     configure_threads()
     set_progress(not args.no_progress)
     outcome = tune(
@@ -529,6 +528,42 @@ def cmd_tune(args) -> int:
         progress=progress_enabled(),
         threads=args.threads,
     )
+    return _print_tuned(outcome)
+
+
+def _check_study_name(study: str | None) -> None:
+    from bench.core.config import safe_name
+
+    if study is not None:
+        try:
+            safe_name(study)
+        except ValueError as exc:
+            raise BenchError(f"--study: {exc} (got {study!r})") from None
+
+
+def _check_results(args) -> None:
+    """The results root is writable and, unless ``--no-mlflow``, the MLflow store usable."""
+    from bench.experiment.preflight import check_tracking, check_writable
+
+    results = args.results.resolve()
+    check_writable(results)
+    if not args.no_mlflow:
+        check_tracking(tracking_uri(results, args))
+
+
+def _check_tune_options(args) -> None:
+    if args.n_trials is not None and args.n_trials < 1:
+        raise BenchError("--n-trials: must be at least 1")
+    if args.workers < 1:
+        raise BenchError("--workers: must be at least 1")
+    if args.threads is not None:
+        from bench.engine.runtime import check_threads
+
+        check_threads(args.threads, "--threads")
+
+
+def _print_tuned(outcome) -> int:
+    """The study's counts and its best point; 1 when no trial completed."""
     c = outcome.counts
     print(
         f"\nstudy {outcome.study.study_name}: {outcome.ran} trial(s) run now; "

@@ -44,7 +44,7 @@ def test_a_finished_runs_stale_checkpoint_is_removed_when_it_is_skipped(tmp_path
 
     done, todo = expand(validate_suite(tiny_suite(), "t"))[:2]
     store = RunStore(tmp_path / "tiny")
-    store.write(RunRecord.for_run(done, "finished").dump())
+    store.write(RunRecord.for_run(done, "finished"))
     ckpts = [Checkpoint.of_run(store.run_dir(r.key), 1, r.key) for r in (done, todo)]
     assert ckpts[0].path == store.run_dir(done.key) / "checkpoint.pt"
     for c in ckpts:

@@ -52,11 +52,11 @@ def test_heterogeneous_teachers_run_every_common_space_method(tmp_path):
     records = _run(tmp_path, suite)
     assert len(records) == 5
     for rec in records:
-        assert rec["status"] == "finished"
-        assert [t["arch"] for t in rec["teachers"]] == ["small_cnn", "resnet18"]
-        assert 0.0 <= rec["metrics"]["test_acc"] <= 1.0
-        assert all(torch.isfinite(torch.tensor(h["loss"])) for h in rec["history"])
-    rows = sorted(r["row"] for r in records)
+        assert rec.status == "finished"
+        assert [t["arch"] for t in rec.teachers] == ["small_cnn", "resnet18"]
+        assert 0.0 <= rec.metrics.test_acc <= 1.0
+        assert all(torch.isfinite(torch.tensor(h["loss"])) for h in rec.history)
+    rows = sorted(r.row for r in records)
     assert len(set(rows)) == 5  # CKA, CFL, and one CKA-Inter row per distance
 
 
@@ -96,7 +96,7 @@ def test_cross_dataset_task_accuracy_is_per_source_dataset(tmp_path):
         optim=ONE_EPOCH,
     )
     (rec,) = _run(tmp_path, suite)
-    assert set(rec["metrics"]["task_acc"]) == {"T1", "T2"}
-    t1_acc, t2_acc = rec["metrics"]["task_acc"]["T1"], rec["metrics"]["task_acc"]["T2"]
+    assert set(rec.metrics.task_acc) == {"T1", "T2"}
+    t1_acc, t2_acc = rec.metrics.task_acc["T1"], rec.metrics.task_acc["T2"]
     union = (t1_acc * sizes[0] + t2_acc * sizes[1]) / sum(sizes)
-    assert abs(rec["metrics"]["test_acc"] - union) < 1e-6  # T1 / T2 partition the test set
+    assert abs(rec.metrics.test_acc - union) < 1e-6  # T1 / T2 partition the test set

@@ -155,6 +155,11 @@ UPPER = {
     "bench.launch.suite",
     "bench.engine.train",
     "bench.tune.run",
+    "bench.tune.trials",
+    "bench.tune.tracker",
+    "bench.studies.cka.paper",
+    "bench.studies.cka.reproduction",
+    "bench.studies.cka.verdict",
 }
 
 
@@ -247,7 +252,7 @@ def test_plots_render_a_runs_curves_from_its_record():
 
 def test_tune_trials_use_the_tracking_run_api():
     """tune logs through bench.tracking's MlflowRun, not a client of its own."""
-    names = imported_modules(ROOT / "bench" / "tune" / "run.py")
+    names = imported_modules(ROOT / "bench" / "tune" / "tracker.py")
     assert "bench.tracking.runs.MlflowRun" in names
-    source = (ROOT / "bench" / "tune" / "run.py").read_text()
+    source = (ROOT / "bench" / "tune" / "tracker.py").read_text()
     assert "create_run" not in source and "log_batch" not in source and "_probe" not in source

@@ -16,6 +16,7 @@ import pytest
 
 from bench import report
 from bench.core.record import RunRecord
+from bench.studies.cka.paper import paper_reference  # also registers --reference paper
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("KA_BENCH_UPDATE_GOLDEN") == "1"
@@ -325,7 +326,7 @@ def test_render_writes_out_atomically(golden_dir: Path, tmp_path: Path):
 
 
 def test_paper_reference_numbers():
-    t2 = report.paper_reference(2)
+    t2 = paper_reference(2)
     assert set(t2["dataset"]) == {
         "cub200",
         "stanford_dogs",
@@ -337,12 +338,12 @@ def test_paper_reference_numbers():
     cka = t2[(t2["method"] == "cka") & (t2["dataset"] == "fgvc_aircraft")].iloc[0]
     assert (cka["mean"], cka["std"]) == (80.78, 0.08)
     assert set(t2.loc[t2["method"] == "teacher", "row"]) == {"Teacher 1", "Teacher 2"}
-    t5 = report.paper_reference(5)
+    t5 = paper_reference(5)
     assert set(t5["dataset"]) == {"T1", "T2", "Merge"}
     merge = t5[(t5["method"] == "cka") & (t5["dataset"] == "Merge")].iloc[0]
     assert (merge["mean"], merge["std"]) == (88.21, 0.50)
     with pytest.raises(ValueError, match="Tables 2 and 5"):
-        report.paper_reference(3)
+        paper_reference(3)
 
 
 def test_paper_reference_rows(tmp_path: Path):
@@ -359,6 +360,24 @@ def test_paper_reference_rows(tmp_path: Path):
     assert "**81.00 ± 1.00**" in lines["CKA"]
     with pytest.raises(ValueError, match="reference"):
         report.render_table(tmp_path, "markdown", reference="papers")
+
+
+def test_reference_names_come_from_the_registered_studies(monkeypatch):
+    """The report knows no paper: --reference resolves only what a study registered."""
+    from bench.report import published
+
+    monkeypatch.setattr(published, "_PUBLICATIONS", {})
+    with pytest.raises(ValueError, match="none is"):
+        published.resolve_reference("paper")
+
+    def table(n: int) -> published.PublishedTable:
+        return published.PublishedTable(pd.DataFrame(), f"Table {n} of mine")
+
+    published.register(published.Publication("mine", (7,), table))
+    assert published.resolve_reference("mine").title == "Table 7 of mine"
+    assert published.resolve_reference(None) is None
+    with pytest.raises(ValueError, match="'mine' or 'mine:7', not 'mine:8'"):
+        published.resolve_reference("mine:8")
 
 
 # ------------------------------------------------------------ suite outputs

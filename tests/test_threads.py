@@ -126,7 +126,7 @@ def test_bench_tune_refuses_a_bad_thread_count(tmp_path, capsys):
 
 def test_tune_trials_carry_the_thread_count(tmp_path):
     from bench.tune.check import load_tune
-    from bench.tune.run import TuneJob
+    from bench.tune.job import TuneJob
 
     cfg = load_tune(write_tune(tmp_path / "t.yaml", tune_dict()), [])
     job = TuneJob(cfg, "t", "sqlite://", tmp_path, "cpu", None, threads=1)

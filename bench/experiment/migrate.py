@@ -82,58 +82,62 @@ def find_legacy(
     stages) under today's keys. ``count_natural=False``: teachers of ``tasks: natural``
     datasets whose loader cannot count its tasks without loading are left out."""
     root = Path(results_root)
-    found = LegacyMoves()
-    seen: set[str] = set()
-    targets: set[Path] = set()
-
-    def add(into: list[Move], *candidates: Move) -> None:
-        """The first candidate (newest legacy key first) that is finished moves."""
-        for move in candidates:
-            if move.legacy == move.key or move.legacy in seen or move.dst in targets:
-                continue
-            seen.add(move.legacy)
-            if _finished(move) and not move.dst.exists():
-                targets.add(move.dst)
-                into.append(move)
-                return
-
+    found = _Finder()
     for run in runs:
         store = RunStore(root / run.meta.suite)
-        olds = [path_key(run.spec)] if _files_in_place(run.spec) else []
-        olds.append(legacy_run_key(run))
-        add(
-            found.runs,
-            *(
-                Move(store.run_dir(old), store.run_dir(run.key), old, run.key, "result.json",
-                     "run_key")
-                for old in olds
-            ),
-        )  # fmt: skip
+        olds = _old_keys(run.spec, legacy_run_key(run))
+        found.add(found.moves.runs, *(_run_move(store, old, run.key) for old in olds))
         stage = run.spec.pretrain
         if stage is not None:
-            old = legacy_key(stage)
-            folder = STAGE.root(root)
-            add(
-                found.stages,
-                Move(folder / old, folder / stage.key, old, stage.key, META_NAME, "key",
-                     STAGE.weights),
-            )  # fmt: skip
+            move = _folder_move(STAGE.root(root), legacy_key(stage), stage.key, STAGE.weights)
+            found.add(found.moves.stages, move)
         ds = run.spec.dataset_config()
         if not count_natural and not counts_tasks(ds):
             continue
-        folder = TEACHER.root(root)
         for t in run.spec.teacher_specs(num_tasks(ds)):
-            olds = [path_key(t)] if _files_in_place(t) else []
-            olds.append(legacy_key(t))
-            add(
-                found.teachers,
-                *(
-                    Move(folder / old, folder / t.key, old, t.key, META_NAME, "key",
-                         TEACHER.weights)
-                    for old in olds
-                ),
-            )  # fmt: skip
-    return found
+            olds = _old_keys(t, legacy_key(t))
+            found.add(
+                found.moves.teachers,
+                *(_folder_move(TEACHER.root(root), old, t.key, TEACHER.weights) for old in olds),
+            )
+    return found.moves
+
+
+@dataclass
+class _Finder:
+    """The moves found so far; a legacy key is looked at once and a folder is the target
+    of one move at most."""
+
+    moves: LegacyMoves = field(default_factory=LegacyMoves)
+    seen: set[str] = field(default_factory=set)
+    targets: set[Path] = field(default_factory=set)
+
+    def add(self, into: list[Move], *candidates: Move) -> None:
+        """The first candidate (newest legacy key first) that is finished moves."""
+        for move in candidates:
+            if move.legacy == move.key or move.legacy in self.seen or move.dst in self.targets:
+                continue
+            self.seen.add(move.legacy)
+            if _finished(move) and not move.dst.exists():
+                self.targets.add(move.dst)
+                into.append(move)
+                return
+
+
+def _old_keys(spec, legacy: str) -> list[str]:
+    """The legacy keys of a run or teacher, newest first: the location-free key with the
+    ``pretrained:`` paths while every file is still in place, then ``legacy``."""
+    newer = [path_key(spec)] if _files_in_place(spec) else []
+    return [*newer, legacy]
+
+
+def _run_move(store: RunStore, old: str, key: str) -> Move:
+    return Move(store.run_dir(old), store.run_dir(key), old, key, "result.json", "run_key")
+
+
+def _folder_move(folder: Path, old: str, key: str, done_file: str) -> Move:
+    """A teacher's or a stage's folder (``meta.json`` beside its weights)."""
+    return Move(folder / old, folder / key, old, key, META_NAME, "key", done_file)
 
 
 def _files_in_place(spec) -> bool:

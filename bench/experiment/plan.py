@@ -8,8 +8,10 @@ bad suite fails before anything is trained or written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -259,69 +261,117 @@ def expand(
     seeds = list(seeds if seeds is not None else suite.seeds)
     runs: list[PlannedRun] = []
     for ci, ds in enumerate(suite.datasets):
-        n_tasks = None
-        stage = PretrainSpec.from_config(suite.pretrain[ds.pretrain]) if ds.pretrain else None
+        column = _Column(suite, ci, ds)
         for mi, entry in enumerate(suite.methods):
-            where = f"methods.{mi}"
-            cls = METHODS.get(entry.name)
-            study = None
-            if entry.search:
-                if not cls.trains:
-                    raise ConfigError(f"{where}.search: {entry.name!r} trains nothing to tune")
-                study = study_config(suite, mi, ds, cls.Params, cls.display or entry.name)
-                best = (tuned or {}).get((mi, ds.column))
-                points = [best or {}]
-            else:
-                points = entry_points(entry, cls, where)
-            for point in points:
-                params, student, optim = resolve_entry(entry, point, suite, where)
-                label = study.row if study else _row_label(entry, cls, point)
-                variants = [(params, label)]
-                if entry.name == "teacher" and "index" not in entry.params:
-                    n_tasks = n_tasks if n_tasks is not None else num_tasks(ds)
-                    variants = [
-                        ({**params, "index": t}, f"{entry.label or cls.display} {t + 1}")
-                        for t in range(n_tasks)
-                    ]
-                trained = (student, optim) if cls.trains else (None, None)
-                if stage is not None and cls.trains:
-                    if student.pretrained:
-                        raise ConfigError(
-                            f"{where}: student.pretrained and datasets.{ci}.pretrain are both "
-                            "set; choose one init"
-                        )
-                    _fits_stage(suite, ds.pretrain, student.arch, student.params, where, "student")
-                sweep = None
-                if entry.sweep:
-                    ((param, value),) = point.items()
-                    sweep = SweepPoint(mi, param, float(value), label)
-                for run_params, label in variants:
-                    for seed in seeds:
-                        spec = RunSpec(
-                            dataset=dataset_identity(ds),
-                            teachers=teachers_of(suite, ds),
-                            student=trained[0],
-                            method=entry.name,
-                            params=run_params,
-                            optim=trained[1],
-                            seed=seed,
-                            pretrain=stage,
-                            tuned=study.key if study else None,
-                        )
-                        meta = RunMeta(
-                            suite=suite.name,
-                            row=label,
-                            row_order=0,  # set below, once sweep duplicates are merged
-                            column=ds.column,
-                            column_order=ci,
-                            seed=seed,
-                            method=entry.name,
-                            study=study.name if study else None,
-                            pending=bool(study) and not best,
-                            sweep=sweep,
-                        )
-                        runs.append(PlannedRun(spec, meta))
+            for row in _entry_rows(column, mi, entry, tuned or {}):
+                runs += [row.run(seed) for seed in seeds]
     return _number_rows(_merge_sweep_duplicates(runs))
+
+
+@dataclass
+class _Column:
+    """One dataset column of a suite, as its rows are planned."""
+
+    suite: SuiteConfig
+    index: int
+    ds: DatasetConfig
+
+    @functools.cached_property
+    def stage(self) -> PretrainSpec | None:
+        name = self.ds.pretrain
+        return PretrainSpec.from_config(self.suite.pretrain[name]) if name else None
+
+    @functools.cached_property
+    def n_tasks(self) -> int:
+        """Asked once per column, and only by a teacher row without an ``index``."""
+        return num_tasks(self.ds)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One table row in one column: every seed's run is this row at that seed."""
+
+    spec: dict[str, Any]  # RunSpec fields but the seed
+    meta: dict[str, Any]  # RunMeta fields but the seed
+
+    def run(self, seed: int) -> PlannedRun:
+        return PlannedRun(RunSpec(**self.spec, seed=seed), RunMeta(**self.meta, seed=seed))
+
+
+def _entry_rows(
+    column: _Column, mi: int, entry: MethodConfig, tuned: Mapping[tuple[int, str], dict[str, Any]]
+) -> Iterator[_Row]:
+    """The rows of method entry ``mi`` in ``column``: one per grid or sweep point, the
+    tuned point of a searched entry, or one per teacher of a ``teacher`` entry."""
+    suite, ds, where = column.suite, column.ds, f"methods.{mi}"
+    cls = METHODS.get(entry.name)
+    study = None
+    if entry.search:
+        if not cls.trains:
+            raise ConfigError(f"{where}.search: {entry.name!r} trains nothing to tune")
+        study = study_config(suite, mi, ds, cls.Params, cls.display or entry.name)
+        points = [tuned.get((mi, ds.column)) or {}]
+    else:
+        points = entry_points(entry, cls, where)
+    for point in points:
+        params, student, optim = resolve_entry(entry, point, suite, where)
+        label = study.row if study else _row_label(entry, cls, point)
+        variants = _variants(column, entry, cls, params, label)
+        if cls.trains:
+            _check_init(column, student, where)
+        sweep = None
+        if entry.sweep:
+            ((param, value),) = point.items()
+            sweep = SweepPoint(mi, param, float(value), label)
+        for run_params, row in variants:
+            spec = dict(
+                dataset=dataset_identity(ds),
+                teachers=teachers_of(suite, ds),
+                student=student if cls.trains else None,
+                method=entry.name,
+                params=run_params,
+                optim=optim if cls.trains else None,
+                pretrain=column.stage,
+                tuned=study.key if study else None,
+            )
+            meta = dict(
+                suite=suite.name,
+                row=row,
+                row_order=0,  # set by expand, once sweep duplicates are merged
+                column=ds.column,
+                column_order=column.index,
+                method=entry.name,
+                study=study.name if study else None,
+                pending=bool(study) and not point,  # a searched row before its study ends
+                sweep=sweep,
+            )
+            yield _Row(spec, meta)
+
+
+def _variants(
+    column: _Column, entry: MethodConfig, cls, params: dict[str, Any], label: str
+) -> list[tuple[dict[str, Any], str]]:
+    """(params, row label) of each row a point makes: one, or a ``teacher`` entry without
+    an ``index`` makes one row per teacher task."""
+    if entry.name != "teacher" or "index" in entry.params:
+        return [(params, label)]
+    return [
+        ({**params, "index": t}, f"{entry.label or cls.display} {t + 1}")
+        for t in range(column.n_tasks)
+    ]
+
+
+def _check_init(column: _Column, student: ModelConfig, where: str) -> None:
+    """A student of a column with a pretrain stage has no other init, and fits the stage."""
+    if column.stage is None:
+        return
+    if student.pretrained:
+        raise ConfigError(
+            f"{where}: student.pretrained and datasets.{column.index}.pretrain are both "
+            "set; choose one init"
+        )
+    suite = column.suite
+    _fits_stage(suite, column.ds.pretrain, student.arch, student.params, where, "student")
 
 
 def _merge_sweep_duplicates(runs: list[PlannedRun]) -> list[PlannedRun]:

@@ -45,6 +45,22 @@ class SuiteOutcome:
     tables: list[Path] = field(default_factory=list)  # every file write_suite_tables wrote
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """How one invocation runs a suite: :func:`run_suite`'s arguments, resolved."""
+
+    seeds: list[int] | None
+    launcher: str
+    workers: int
+    gpus_per_run: float
+    mlflow: bool
+    tracking_uri: str | None
+    progress: bool
+    on_record: Callable[[PlannedRun, dict[str, Any]], None] | None
+    out: Any  # where the lines go
+    study_threads: int  # torch threads of the searched rows' tuning trials
+
+
 def run_suite(
     suite: SuiteConfig,
     results_root: Path,
@@ -74,48 +90,31 @@ def run_suite(
     ``launcher`` / ``workers`` / ``gpus_per_run`` (default: the suite's): :mod:`bench.launch.local`."""
     asked = threads
     threads = resolve_threads(asked, suite.threads, 1 if launcher == "serial" else workers)
-    # searched rows tune first (bench.tune.suite_studies), in their own workers: the same rule
-    study_threads = resolve_threads(asked, suite.threads, workers if launcher == "process" else 1)
+    how = Invocation(
+        seeds=seeds,
+        launcher=launcher,
+        workers=workers,
+        gpus_per_run=suite.gpus_per_run if gpus_per_run is None else gpus_per_run,
+        mlflow=mlflow,
+        tracking_uri=tracking_uri,
+        progress=progress,
+        on_record=on_record,
+        out=out if out is not None else sys.stdout,  # looked up now: pytest swaps it
+        # searched rows tune first (bench.tune.suite_studies), in their own workers: the same rule
+        study_threads=resolve_threads(
+            asked, suite.threads, workers if launcher == "process" else 1
+        ),
+    )
+    options = suite_options(suite, Path(results_root).resolve(), device, progress, threads)
     with running_at(threads):
-        return _run_suite(
-            suite,
-            results_root,
-            device,
-            seeds,
-            launcher,
-            workers,
-            progress,
-            on_record,
-            out,
-            mlflow,
-            tracking_uri,
-            gpus_per_run,
-            threads,
-            study_threads,
-        )
+        return _run_suite(suite, options, how)
 
 
-def _run_suite(
-    suite: SuiteConfig,
-    results_root: Path,
-    device: str | None,
-    seeds: list[int] | None,
-    launcher: str,
-    workers: int,
-    progress: bool,
-    on_record: Callable[[PlannedRun, RunRecord], None] | None,
-    out,
-    mlflow: bool,
-    tracking_uri: str | None,
-    gpus_per_run: float | None,
-    threads: int,
-    study_threads: int,
-) -> SuiteOutcome:
-    out = out if out is not None else sys.stdout  # looked up now: pytest swaps it
-    results_root = Path(results_root).resolve()
-    runs = expand(suite, seeds)
-    store = RunStore(results_root / suite.name)
-    options = ExecOptions(
+def suite_options(
+    suite: SuiteConfig, results_root: Path, device: str | None, progress: bool, threads: int
+) -> ExecOptions:
+    """How the suite's runs execute (its recipe's speed, checkpoints and test curve)."""
+    return ExecOptions(
         results_root=results_root,
         device=device or suite.device,  # resolved where a run executes (a Ray task's GPU)
         num_workers=suite.num_workers,
@@ -125,50 +124,22 @@ def _run_suite(
         test_curve=suite.record_test_curve,
         threads=threads,
     )
-    here = options.resolved()  # fails early on cuda-without-GPU
-    moved = migrate(runs, results_root)  # results filed under keys with data locations
-    if moved:
-        print(moved, file=out)
-    if suite.protocol is not None:  # searched rows: tune first (val only), then plan them
-        tuned = run_studies(
-            suite,
-            results_root,
-            device=options.device,
-            workers=workers if launcher == "process" else 1,
-            mlflow=mlflow,
-            tracking_uri=tracking_uri,
-            progress=progress,
-            out=out,
-            threads=study_threads,
-        )
-        runs = expand(suite, seeds, tuned=tuned)
-    # pretrain stages first, once each: a bad source fails here, before anything is written
-    for stage in unique_stages(r.spec.pretrain for r in runs if not store.is_finished(r.key)):
-        get_backbone(stage, here)
+
+
+def _run_suite(suite: SuiteConfig, options: ExecOptions, how: Invocation) -> SuiteOutcome:
+    """Plan, then run what is pending with the suite's MLflow run open around it."""
+    store = RunStore(options.results_root / suite.name)
+    runs = plan_runs(suite, store, options, how)
     outcome = SuiteOutcome(store.suite_dir)
     claims = Claims()
-    tracker = open_tracker(suite, runs, options, launcher, tracking_uri) if mlflow else None
+    tracker = None
+    if how.mlflow:
+        tracker = open_tracker(suite, runs, options, how.launcher, how.tracking_uri)
     try:
         if tracker is not None:
-            tracker.reconcile(runs, store, out)
+            tracker.reconcile(runs, store, how.out)
             options = dataclasses.replace(options, tracking=tracker.target)
-        pending = skip_finished(runs, store, outcome, out)
-        atomic_write_text(
-            store.suite_dir / "suite.yaml",
-            yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False),
-        )
-        record = Recorder(store, claims, outcome, tracker, on_record, progress, out)
-        # serial: claim each run just before it starts; pools: claim all before fanning out
-        todo = claimed(pending, store, claims, outcome, out)
-        todo = todo if launcher == "serial" else list(todo)
-        bar = progress_bar(total=len(pending), desc=f"suite {suite.name}", unit="run", show=progress)  # fmt: skip
-        slots = Slots(workers, suite.gpus_per_run if gpus_per_run is None else gpus_per_run)
-        for run, rec in launch(launcher, todo, options, slots):
-            record(run, rec)
-            bar.update(1)
-        bar.close()
-        notes = protocol_notes(plan_studies(suite), results_root) if suite.protocol else []
-        write_tables(store, runs, outcome, suite.reference, notes)
+        execute_pending(suite, runs, Recorder(store, claims, outcome, tracker, how), options)
     except BaseException as exc:
         if tracker is not None:
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
@@ -179,6 +150,59 @@ def _run_suite(
     if tracker is not None:
         close_tracker(tracker, runs, outcome, store)
     return outcome
+
+
+def plan_runs(
+    suite: SuiteConfig, store: RunStore, options: ExecOptions, how: Invocation
+) -> list[PlannedRun]:
+    """The suite's runs: results under legacy keys moved, searched rows tuned first (val
+    only) and planned at their best points, pretrain stages trained once each (a bad
+    source fails here, before anything is written)."""
+    results_root = options.results_root
+    runs = expand(suite, how.seeds)
+    here = options.resolved()  # fails early on cuda-without-GPU
+    moved = migrate(runs, results_root)  # results filed under keys with data locations
+    if moved:
+        print(moved, file=how.out)
+    if suite.protocol is not None:
+        tuned = run_studies(
+            suite,
+            results_root,
+            device=options.device,
+            workers=how.workers if how.launcher == "process" else 1,
+            mlflow=how.mlflow,
+            tracking_uri=how.tracking_uri,
+            progress=how.progress,
+            out=how.out,
+            threads=how.study_threads,
+        )
+        runs = expand(suite, how.seeds, tuned=tuned)
+    for stage in unique_stages(r.spec.pretrain for r in runs if not store.is_finished(r.key)):
+        get_backbone(stage, here)
+    return runs
+
+
+def execute_pending(
+    suite: SuiteConfig, runs: list[PlannedRun], record: Recorder, options: ExecOptions
+) -> None:
+    """Skip the finished runs, claim and launch the rest, record each, write the tables."""
+    store, outcome, how = record.store, record.outcome, record.how
+    pending = skip_finished(runs, store, outcome, how.out)
+    atomic_write_text(
+        store.suite_dir / "suite.yaml",
+        yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False),
+    )
+    # serial: claim each run just before it starts; pools: claim all before fanning out
+    todo = claimed(pending, store, record.claims, outcome, how.out)
+    todo = todo if how.launcher == "serial" else list(todo)
+    desc = f"suite {suite.name}"
+    bar = progress_bar(total=len(pending), desc=desc, unit="run", show=how.progress)
+    for run, rec in launch(how.launcher, todo, options, Slots(how.workers, how.gpus_per_run)):
+        record(run, rec)
+        bar.update(1)
+    bar.close()
+    notes = protocol_notes(plan_studies(suite), options.results_root) if suite.protocol else []
+    write_tables(store, runs, outcome, suite.reference, notes)
 
 
 def open_tracker(
@@ -245,9 +269,7 @@ class Recorder:
     claims: Claims
     outcome: SuiteOutcome
     tracker: SuiteTracker | None
-    on_record: Callable[[PlannedRun, RunRecord], None] | None
-    progress: bool
-    out: Any
+    how: Invocation
 
     def __call__(self, run: PlannedRun, rec: RunRecord) -> None:
         store, meta = self.store, run.meta
@@ -263,22 +285,22 @@ class Recorder:
             self.claims.release(store.run_dir(run.key))
         if self.tracker is not None:
             self.tracker.record_done(run, rec)
-        if self.on_record:
-            self.on_record(run, rec)
+        if self.how.on_record:
+            self.how.on_record(run, rec)
         if not rec.finished:
             self.outcome.failed.append(run.key)
-            print(f"FAILED {meta.row} / {meta.column} / seed {meta.seed}: {rec.error}", file=self.out)  # fmt: skip
+            print(f"FAILED {meta.row} / {meta.column} / seed {meta.seed}: {rec.error}", file=self.how.out)  # fmt: skip
             return
         Checkpoint.of_run(store.run_dir(run.key)).remove()
         self.outcome.ran.append(run.key)
-        if not self.progress:  # no bars: one line per finished run instead
+        if not self.how.progress:  # no bars: one line per finished run instead
             m = rec.metrics  # a tuning run has no test_acc: its val_acc then
             acc = m.test_acc if "test_acc" in m.model_fields_set else m.val_acc
             print(
                 f"done {meta.row} / {meta.column} / seed {meta.seed}"
                 + (f": test_acc {acc:.4f}" if isinstance(acc, float) else "")
                 + f" ({rec.timings.get('total', 0.0):.1f}s)",
-                file=self.out,
+                file=self.how.out,
                 flush=True,
             )
 

@@ -2,7 +2,7 @@
 
 Flow: :mod:`~bench.report.loading` (result.json files or MLflow -> a tidy frame, one
 row per finished run) -> :mod:`~bench.report.aggregate` (mean / sample std / n over
-seeds, ordering, best / second best, paired tests, notes, paper rows) ->
+seeds, ordering, best / second best, paired tests, notes, published rows) ->
 :mod:`~bench.report.formats` (LaTeX / Markdown / CSV); :mod:`~bench.report.tables`
 holds the entry points of the CLI and the harness; :mod:`~bench.report.selection` the
 epoch each run reports (last / best-val / best-test); :mod:`~bench.report.effect_tables`
@@ -14,7 +14,6 @@ from bench.report.aggregate import (
     MERGE,
     Table,
     build_table,
-    paper_reference,
     per_seed_values,
     summarize,
 )
@@ -70,7 +69,6 @@ __all__ = [
     "load_histories",
     "load_results",
     "load_results_mlflow",
-    "paper_reference",
     "per_seed_values",
     "power_table",
     "protocols_frame",

@@ -1,16 +1,14 @@
 """Summaries over seeds and the decisions of a table: per-seed values, mean / std / n,
-ranking, paired significance tests, the paper's reference rows, and the notes (failed
-runs, possible collapse)."""
+ranking, paired significance tests, published reference rows (a study's printed tables,
+:mod:`bench.report.published`), and the notes (failed runs, possible collapse)."""
 
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import pandas as pd
@@ -18,12 +16,12 @@ import pandas as pd
 from bench.engine.health import COLLAPSE_DROP, COLLAPSE_FALLS, is_collapsing
 from bench.report import stats
 from bench.report.loading import TASK_PREFIX, task_order
+from bench.report.published import PublishedTable, resolve_reference
 
 DEFAULT_REFERENCE_METHODS = ("supervised", "teacher")
 MERGE = "Merge"
 AVG = "Avg."
 STATS = ("mean", "std", "n")
-PAPER = "arXiv 2307.14781"
 METRIC_TEXT = {
     "test_acc": "union top-1 test accuracy (last epoch)",
     "val_acc": "validation accuracy",
@@ -31,47 +29,6 @@ METRIC_TEXT = {
     "test_acc@best-val": "union top-1 test accuracy at each run's best-validation epoch",
     "test_acc@best-test": "union top-1 test accuracy at each run's best-test epoch",
 }
-# Suite column ids accepted as the paper's dataset names (reference rows).
-DATASET_ALIASES = {
-    "cub": "cub200",
-    "cub200_2011": "cub200",
-    "cub_200_2011": "cub200",
-    "dogs": "stanford_dogs",
-    "cars": "stanford_cars",
-    "aircraft": "fgvc_aircraft",
-}
-
-
-# ----------------------------------------------------------------- paper numbers
-
-
-def paper_reference(table: int = 2) -> pd.DataFrame:
-    """Published numbers of the paper's Table ``table`` (2 or 5), in %.
-
-    Columns: table, method (this project's name), row (display label), dataset, mean,
-    std, note. Table 2 datasets: cub200, stanford_dogs, stanford_cars, fgvc_aircraft
-    and ``average`` (the printed Average column); Table 5: T1 (Stanford Cars),
-    T2 (FGVC-Aircraft), Merge. Tables 3 and 4 are absent from the paper text.
-    """
-    path = resources.files("bench.studies.cka").joinpath("reference/paper_tables.csv")
-    with path.open("r", encoding="utf-8") as fh:
-        ref = pd.read_csv(fh, keep_default_na=False, na_values=[""])
-    ref["note"] = ref["note"].fillna("")
-    out = ref[ref["table"] == int(table)].reset_index(drop=True)
-    if out.empty:
-        raise ValueError(
-            f"no published numbers for Table {table}: the paper text has Tables 2 and 5 only"
-        )
-    return out
-
-
-def _parse_reference(reference: str | None) -> int | None:
-    if reference is None:
-        return None
-    m = re.fullmatch(r"paper(?::(\d+))?", str(reference))
-    if not m or int(m.group(1) or 2) not in (2, 5):
-        raise ValueError(f"reference must be 'paper', 'paper:2' or 'paper:5', not {reference!r}")
-    return int(m.group(1) or 2)
 
 
 # --------------------------------------------------------------------- summarise
@@ -165,20 +122,24 @@ def summarize(df: pd.DataFrame, metric: str = "test_acc", per_task: bool = False
 
 
 def _paper_rows(
-    table_no: int, columns: list[str], keys: list[tuple], methods: set[str], per_task: bool
+    published: PublishedTable,
+    columns: list[str],
+    keys: list[tuple],
+    methods: set[str],
+    per_task: bool,
 ) -> pd.DataFrame:
     """Published numbers laid out like ``summarize`` (index ``<row> (paper)``)."""
-    ref = paper_reference(table_no)
+    ref = published.numbers
     ref = ref[ref["method"].isin(methods)]
     labels = [f"{r} (paper)" for r in dict.fromkeys(ref["row"])]
     frame = _empty_summary(labels, keys, per_task)
     for _, r in ref.iterrows():
         for key in keys:
             col, part = key[0], (key[1] if per_task else MERGE)
-            if table_no == 2:
-                hit = part == MERGE and DATASET_ALIASES.get(col, col) == r["dataset"]
-            else:
+            if published.by_task:
                 hit = part == r["dataset"]
+            else:
+                hit = part == MERGE and published.aliases.get(col, col) == r["dataset"]
             if hit:
                 frame.loc[f"{r['row']} (paper)", (*key, "mean")] = r["mean"]
                 frame.loc[f"{r['row']} (paper)", (*key, "std")] = r["std"]
@@ -289,11 +250,11 @@ def build_table(
         raise ValueError("no finished runs to tabulate")
     if stats.TESTS.get(test) is None:
         raise ValueError(f"unknown test {test!r}; expected one of {sorted(stats.TESTS)}")
-    table_no = _parse_reference(reference)
+    published = resolve_reference(reference)
     table, ranked = _ranked_table(df, metric, per_task, exclude)
     sig_lines = _significance(table, per_seed_values(df, metric, per_task), ranked, test, alpha)
-    if table_no is not None:
-        _add_paper_rows(table, table_no, per_task)
+    if published is not None:
+        _add_paper_rows(table, published, per_task)
     notes = _value_notes(table, metric, per_task) + sig_lines
     if any(k[0] == AVG for k in table.cell_keys):
         notes.append(f"{AVG}: mean over datasets of the per-row means (no std, not tested).")
@@ -302,8 +263,8 @@ def build_table(
     elif n_failed:
         notes.append(f"{n_failed} failed run{'s' if n_failed != 1 else ''} not included.")
     notes += _collapse_notes(df)
-    if table_no is not None:
-        notes.append(_paper_note(table, table_no))
+    if published is not None:
+        notes.append(_paper_note(table, published))
     table.notes = notes + list(extra_notes)
     return table
 
@@ -333,11 +294,11 @@ def _n_columns(summary: pd.DataFrame) -> list:
     return [c for c in summary.columns if c[-1] == "n" and c[0] != AVG]
 
 
-def _add_paper_rows(table: Table, table_no: int, per_task: bool) -> None:
-    """The published numbers of the paper's Table ``table_no`` as unranked rows."""
+def _add_paper_rows(table: Table, published: PublishedTable, per_task: bool) -> None:
+    """The ``published`` numbers as unranked rows."""
     keys = [k for k in table.cell_keys if k[0] != AVG]
     columns = list(dict.fromkeys(k[0] for k in keys))
-    paper = _paper_rows(table_no, columns, keys, set(table.methods.values()), per_task)
+    paper = _paper_rows(published, columns, keys, set(table.methods.values()), per_task)
     table.summary = pd.concat([table.summary, paper[table.summary.columns]])
     table.paper_rows = list(paper.index)
     for r in table.paper_rows:
@@ -364,11 +325,11 @@ def _value_notes(table: Table, metric: str, per_task: bool) -> list[str]:
     return notes
 
 
-def _paper_note(table: Table, table_no: int) -> str:
+def _paper_note(table: Table, published: PublishedTable) -> str:
     if table.paper_rows:
-        cols = " (T1 = Stanford Cars, T2 = FGVC-Aircraft)" if table_no == 5 else ""
-        return f"(paper): published mean ± std, Table {table_no} of {PAPER}{cols}; not ranked."
-    return f"No published numbers of Table {table_no} of {PAPER} match these columns."
+        cols = published.columns_note
+        return f"(paper): published mean ± std, {published.title}{cols}; not ranked."
+    return f"No published numbers of {published.title} match these columns."
 
 
 def _collapse_notes(df: pd.DataFrame) -> list[str]:

@@ -9,6 +9,7 @@ without repeating a finished trial (its orphaned trial is marked failed).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,7 @@ def describe_studies(studies: list[StudyPlan], results_root: Path) -> list[str]:
         f"{first.budget.n_trials} trials of {first.epochs} epoch(s), seeds {first.seeds}, "
         f"TPE seed {first.sampler.seed}, pruner {first.pruner.type}; validation split only"
     ]
-    for study in studies:
-        best = read_best(results_root, study)
+    for study, best in bests(studies, results_root):
         state = f"done: {format_point(best)}" if best is not None else "to tune"
         space = ", ".join(study.cfg.space)
         lines.append(f"  {study.name}  {study.row} / {study.column} [{space}]  {state}")
@@ -97,8 +97,15 @@ def protocol_notes(studies: list[StudyPlan], results_root: Path) -> list[str]:
         f"validation accuracy ({cfg.objective.epoch} epoch); the test split is never read "
         "while tuning; trial 0 is the row's own params when they lie in the space."
     ]
-    for study in studies:
-        best = read_best(results_root, study)
+    for study, best in bests(studies, results_root):
         if best is not None:
             notes.append(f"{study.row} / {study.column}: {format_point(best)}.")
     return notes
+
+
+def bests(
+    studies: list[StudyPlan], results_root: Path
+) -> Iterator[tuple[StudyPlan, dict[str, Any] | None]]:
+    """Each study with its best point, None until it has finished its budget."""
+    for study in studies:
+        yield study, read_best(results_root, study)

@@ -30,7 +30,7 @@ from bench.core.config import OptimConfig, SpeedConfig
 from bench.core.models import build_model
 from bench.data.datasets import DATASETS, FileImages, TensorImages
 from bench.data.views import Views
-from bench.engine.train import fit
+from bench.engine.train import FitOptions, fit
 from methods import METHODS, MethodContext
 
 THREADS = os.environ.get("KA_BENCH_THREADS")
@@ -73,9 +73,9 @@ def test_data_time_vs_step_time(benchmark, tmp_path, monkeypatch, case):
 
     def train_once():
         method = cls(ctx, cls.Params())
-        result = fit(method, src.train, None, views, optim, torch.device("cpu"),
-                     torch.Generator().manual_seed(0), num_workers=workers, progress=False,
-                     speed=SpeedConfig(persistent_workers="on"))  # fmt: skip
+        how = FitOptions(torch.device("cpu"), num_workers=workers, progress=False,
+                         speed=SpeedConfig(persistent_workers="on"))  # fmt: skip
+        result = fit(method, src.train, None, views, optim, torch.Generator().manual_seed(0), how)
         return result.history
 
     history = train_once()

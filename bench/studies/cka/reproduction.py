@@ -28,7 +28,8 @@ from typing import Any
 from bench.core.atomic import atomic_write_text
 from bench.core.record import RunRecord
 from bench.engine.health import COLLAPSE_DROP, COLLAPSE_FALLS, is_collapsing
-from bench.report import paper_reference, read_records
+from bench.report import read_records
+from bench.studies.cka.paper import paper_reference
 from methods.readings import PRESETS, READING_OPTIONS, STUDY_HISTORY, flat_terms
 
 MIN_GAIN = 0.5  # points of validation accuracy a deviation from the printed reading must win by
@@ -182,6 +183,8 @@ def _option_table(rows: dict[str, Row], preset: str) -> tuple[list[str], dict[st
     """Rows flipping one option away from ``preset``; returns the lines and, per option,
     the value the verdict rule picks (only meaningful around ``default``)."""
     base = _base_row(rows, "cka", preset)
+    if base is None:
+        return [f"(no CKA row with the `{preset}` reading finished)"], {}
     flips = _flips(rows, preset)
     lines = [
         f"| option | {preset} | flipped to | val % ({preset}) | val % (flipped) "
@@ -189,47 +192,59 @@ def _option_table(rows: dict[str, Row], preset: str) -> tuple[list[str], dict[st
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     picks: dict[str, str] = {}
-    if base is None:
-        return [f"(no CKA row with the `{preset}` reading finished)"], picks
-    literal = PRESETS["paper-literal"]
     for option in READING_OPTIONS:
         row = flips.get(option)
-        here = base.params.get(option)
         if row is None:
-            unused = option == "rec_target" and not base.params.get("lambda_rec")
-            what = "unused while lambda_rec = 0" if unused else "not run"
-            lines.append(f"| `{option}` | {_fmt(here)} | – | | | | | | {what} |")
+            lines.append(_not_flipped(base, option))
             continue
-        there = row.params.get(option)
-        gain, se, n = paired_gain(base.val, row.val)
-        tgain, _, _ = paired_gain(base.test, row.test)
-        # verdict: keep the printed value unless the other one wins on validation; a tie
-        # never goes to a reading that makes a term constant (methods.readings.flat_terms)
-        printed, other = (here, there) if here == literal[option] else (there, here)
-        won = wins(gain, se) if here == printed else wins(-gain, se)
-        pick, why = (other, "") if won else (printed, "")
-        flat = flat_terms(
-            {**_readings(base.params), "distance": base.params.get("distance"), option: pick}
-        )
-        if not won and flat:
-            pick, why = other, f": {printed} makes {flat[0]} constant"
-        picks[option] = _fmt(pick)
-        if preset == "default":
-            agree = pick == here
-            verdict = f"keep {_fmt(here)}{why}" if agree else f"**study prefers {_fmt(pick)}**"
-        else:
-            verdict = (
-                "flip helps"
-                if wins(gain, se)
-                else ("flip hurts" if wins(-gain, se) else "no clear effect")
-            )
-        se_text = "" if not math.isfinite(se) else f" ± {se:.2f}"
-        lines.append(
-            f"| `{option}` | {_fmt(here)} | {_fmt(there)} | {mean_std(base.val.values())} | "
-            f"{mean_std(row.val.values())} | {gain:+.2f}{se_text} (n={n}) | {tgain:+.2f} | "
-            f"{_health(row)} | {verdict} |"
-        )
+        picks[option], line = _option_line(base, row, option, preset)
+        lines.append(line)
     return lines, picks
+
+
+def _not_flipped(base: Row, option: str) -> str:
+    here = base.params.get(option)
+    unused = option == "rec_target" and not base.params.get("lambda_rec")
+    what = "unused while lambda_rec = 0" if unused else "not run"
+    return f"| `{option}` | {_fmt(here)} | – | | | | | | {what} |"
+
+
+def _option_line(base: Row, row: Row, option: str, preset: str) -> tuple[str, str]:
+    """The value the rule picks for ``option`` and the table line of its flip."""
+    here, there = base.params.get(option), row.params.get(option)
+    gain, se, n = paired_gain(base.val, row.val)
+    tgain, _, _ = paired_gain(base.test, row.test)
+    pick, why = _pick(base, option, here, there, gain, se)
+    if preset == "default":
+        agree = pick == here
+        verdict = f"keep {_fmt(here)}{why}" if agree else f"**study prefers {_fmt(pick)}**"
+    else:
+        verdict = (
+            "flip helps"
+            if wins(gain, se)
+            else ("flip hurts" if wins(-gain, se) else "no clear effect")
+        )
+    se_text = "" if not math.isfinite(se) else f" ± {se:.2f}"
+    return _fmt(pick), (
+        f"| `{option}` | {_fmt(here)} | {_fmt(there)} | {mean_std(base.val.values())} | "
+        f"{mean_std(row.val.values())} | {gain:+.2f}{se_text} (n={n}) | {tgain:+.2f} | "
+        f"{_health(row)} | {verdict} |"
+    )
+
+
+def _pick(base: Row, option: str, here: Any, there: Any, gain: float, se: float):
+    """The verdict rule on one option (``gain``: flipped minus ``base`` on val): keep the
+    printed value unless the other one wins on validation; a tie never goes to a reading
+    that makes a term constant (methods.readings.flat_terms). Returns the value and why."""
+    literal = PRESETS["paper-literal"][option]
+    printed, other = (here, there) if here == literal else (there, here)
+    if wins(gain, se) if here == printed else wins(-gain, se):
+        return other, ""
+    readings = {**_readings(base.params), "distance": base.params.get("distance")}
+    flat = flat_terms({**readings, option: printed})
+    if flat:
+        return other, f": {printed} makes {flat[0]} constant"
+    return printed, ""
 
 
 def _combinations(rows: dict[str, Row]) -> list[str]:
@@ -286,24 +301,38 @@ def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
     """The whole page as Markdown; ``keys``: only these run keys (the suite's current plan),
     so runs of an earlier default left in the directory are ignored."""
     suite_dir = Path(suite_dir)
-    records = read_records(suite_dir)
-    stale = 0
-    if keys is not None:
-        stale = sum(1 for r in records if r.run_key not in keys)
-        records = [r for r in records if r.run_key in keys]
+    records, stale = _planned_records(suite_dir, keys)
     rows = collect_rows(records)
     if not rows:
         raise ValueError(f"no finished runs under {suite_dir}")
-    seeds = sorted({r.seed for r in records if r.finished})
-    columns = sorted({r.column for r in records if r.finished})
-    default_lines, picks = _option_table(rows, "default")
-    literal_lines, _ = _option_table(rows, "paper-literal")
-    disagree = {k: v for k, v in picks.items() if v != _fmt(PRESETS["default"][k])}
     kd = next((r for r in rows.values() if r.method == "vanilla_kd"), None)
     cka = _base_row(rows, "cka", "default")
     lit = _base_row(rows, "cka", "paper-literal")
-    paper = _paper_average()
-    lines = [
+    lines = _intro(suite_dir, records, stale) + _family(rows)
+    lines += _claim(kd, cka, lit, _paper_average())
+    lines += ["## Where these digits-only choices stand", "", *AFTER_VERDICT, ""]
+    lines += ["## How the default was reached", "", *STUDY_HISTORY, ""]
+    lines += _around_default(rows)
+    lines += _combinations(rows)
+    lines += _away_from_literal(rows)
+    lines += _meanings()
+    return "\n".join(lines)
+
+
+def _planned_records(suite_dir: Path, keys: set[str] | None) -> tuple[list[RunRecord], int]:
+    """The suite's records (only ``keys`` when given) and how many others were left out."""
+    records = read_records(suite_dir)
+    if keys is None:
+        return records, 0
+    stale = sum(1 for r in records if r.run_key not in keys)
+    return [r for r in records if r.run_key in keys], stale
+
+
+def _intro(suite_dir: Path, records: list[RunRecord], stale: int) -> list[str]:
+    """The title, where the page comes from and the rule that chose the default."""
+    seeds = sorted({r.seed for r in records if r.finished})
+    columns = sorted({r.column for r in records if r.finished})
+    return [
         "# Reproduction study: the readings of Eq. 3-12",
         "",
         "Generated by `python -m bench readings "
@@ -321,6 +350,12 @@ def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
         "standard error of the per-seed paired differences. Test accuracy is shown for "
         "information only.",
         "",
+    ]
+
+
+def _family(rows: dict[str, Row]) -> list[str]:
+    """The family under both readings, with the paper's Table 2 beside it."""
+    return [
         "## The family under both readings",
         "",
         *_summary(rows),
@@ -333,36 +368,42 @@ def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
         "100 epochs): a different setting, shown for the ordering it claims, not the level.",
         "",
     ]
-    lines += _claim(kd, cka, lit, paper)
-    lines += ["## Where these digits-only choices stand", "", *AFTER_VERDICT, ""]
-    lines += ["## How the default was reached", "", *STUDY_HISTORY, ""]
-    lines += [
-        "## Each option, flipped around the default reading",
-        "",
-        *default_lines,
-        "",
-    ]
+
+
+def _around_default(rows: dict[str, Row]) -> list[str]:
+    """Each option flipped around the default, and whether the shipped default agrees."""
+    default_lines, picks = _option_table(rows, "default")
+    lines = ["## Each option, flipped around the default reading", "", *default_lines, ""]
+    disagree = {k: v for k, v in picks.items() if v != _fmt(PRESETS["default"][k])}
     if disagree:
-        lines += [
+        return lines + [
             "**The shipped default disagrees with this study on: "
             + ", ".join(f"`{k}` (study: {v})" for k, v in disagree.items())
             + ".** Update `PRESETS['default']` in `methods/readings.py` and re-run.",
             "",
         ]
-    else:
-        lines += [
-            "Every option of the shipped `default` preset is the one this rule picks on the "
-            "validation split.",
-            "",
-        ]
-    lines += _combinations(rows)
-    lines += [
+    return lines + [
+        "Every option of the shipped `default` preset is the one this rule picks on the "
+        "validation split.",
+        "",
+    ]
+
+
+def _away_from_literal(rows: dict[str, Row]) -> list[str]:
+    literal_lines, _ = _option_table(rows, "paper-literal")
+    return [
         "## Each option, flipped away from the paper-literal reading",
         "",
         "Which single departure from the printed equations helps or hurts on its own.",
         "",
         *literal_lines,
         "",
+    ]
+
+
+def _meanings() -> list[str]:
+    """What each option means, with its paper-literal and default values."""
+    lines = [
         "## What each option means",
         "",
         "| option | choices | meaning | paper-literal | default |",
@@ -374,7 +415,7 @@ def render(suite_dir: Path | str, keys: set[str] | None = None) -> str:
             f"{_fmt(PRESETS['paper-literal'][option])} | {_fmt(PRESETS['default'][option])} |"
         )
     lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def _claim(kd: Row | None, cka: Row | None, lit: Row | None, paper: dict[str, float]) -> list[str]:

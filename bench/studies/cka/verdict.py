@@ -416,11 +416,20 @@ def render(
     columns = study.columns
     write_dose_plots(study.df, study.doses, reference, assets)
     room = [c for c in columns if headroom(study, c, baseline) >= HEADROOM]
-    seeds = sorted(set(study.df["seed"]))
     key_rows = [r for r in study.rows() if r in {
         reference, baseline, candidate, "CKA", "CKA (paper-literal)", "CFL (tuned)",
         "CKA-Intra (tuned)", "CKA-Inter (tuned)", "Supervised"}]  # fmt: skip
-    lines = [
+    lines = _head(study, candidate, baseline, command, room)
+    for column in columns:
+        lines += column_section(study, column, baseline, key_rows, assets, link)
+    return "\n".join(lines + _tail(study, columns, room))
+
+
+def _head(study: Study, candidate: str, baseline: str, command: str, room: list[str]) -> list[str]:
+    """The title, the answer and the settings."""
+    columns = study.columns
+    seeds = sorted(set(study.df["seed"]))
+    return [
         f"# The verdict: does {candidate.split(' (')[0]} beat a fairly tuned "
         f"{baseline.split(' (')[0]}?",
         "",
@@ -446,28 +455,38 @@ def render(
         "tuning trials (teachers and pretrain stages not included).",
         "",
     ]
-    for column in columns:
-        lines += [f"## {column}", "", *rows_table(study, column, reference, baseline), ""]
-        lines += [
-            "Mean ± sample std over seeds (last epoch, the harness's protocol); Δ: the paired "
-            "per-seed difference with its 95 % t interval; MDE: the smallest true difference "
-            "these seeds detect at 80 % power (two-sided paired t-test, alpha 0.05).",
-            "",
-        ]
-        lines += budget_lines(study, column) + [""]
-        lines += [f"### Dose-response ({column})", ""]
-        lines += dose_section(study, column, reference, assets, link)
-        lines += [f"### Selection protocols ({column})", ""]
-        lines += protocols_section(study, column, key_rows) + [
-            "",
-            "`best-test` picks each run's epoch on the test split, as several peers report "
-            "(the CFL reference among them): it is optimistic and not an estimate of "
-            "generalisation; `inflation` is how much it adds to the reported number.",
-            "",
-        ]
-        lines += [f"### Power ({column})", ""]
-        lines += power_section(study, column, baseline, key_rows) + [""]
+
+
+def column_section(
+    study: Study, column: str, baseline: str, key_rows: list[str], assets: Path, link: str
+) -> list[str]:
+    """One setting: its rows, tuning budget, dose-response, selection protocols and power."""
+    reference = study.suite.reference
+    lines = [f"## {column}", "", *rows_table(study, column, reference, baseline), ""]
     lines += [
+        "Mean ± sample std over seeds (last epoch, the harness's protocol); Δ: the paired "
+        "per-seed difference with its 95 % t interval; MDE: the smallest true difference "
+        "these seeds detect at 80 % power (two-sided paired t-test, alpha 0.05).",
+        "",
+    ]
+    lines += budget_lines(study, column) + [""]
+    lines += [f"### Dose-response ({column})", ""]
+    lines += dose_section(study, column, reference, assets, link)
+    lines += [f"### Selection protocols ({column})", ""]
+    lines += protocols_section(study, column, key_rows) + [
+        "",
+        "`best-test` picks each run's epoch on the test split, as several peers report "
+        "(the CFL reference among them): it is optimistic and not an estimate of "
+        "generalisation; `inflation` is how much it adds to the reported number.",
+        "",
+    ]
+    lines += [f"### Power ({column})", ""]
+    return lines + power_section(study, column, baseline, key_rows) + [""]
+
+
+def _tail(study: Study, columns: list[str], room: list[str]) -> list[str]:
+    """The reproduction study's defaults re-read on these settings, and the GPU note."""
+    return [
         "## The reproduction study's defaults, re-read here",
         "",
         "`docs/reproduction.md` chose the default reading on digits, where nine of its ten "
@@ -485,7 +504,6 @@ def render(
         "--device cuda` with that column added.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def describe_column(suite: SuiteConfig, column: str) -> str:
