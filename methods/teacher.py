@@ -10,7 +10,8 @@ from bench.core.method import Method, register
 
 class TeacherParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    index: int = Field(default=0, ge=0)  # the suite planner makes one row per teacher
+    # None: one row per teacher task (TeacherRow.rows); a number: that teacher alone
+    index: int | None = Field(default=None, ge=0)
 
 
 @register("teacher")
@@ -20,8 +21,18 @@ class TeacherRow(Method):
     trains = False
     builds_student = False
 
+    @classmethod
+    def rows(cls, params, label, n_tasks):
+        """One row per teacher task ("Teacher 1", "Teacher 2", ...) unless ``index`` names
+        one teacher."""
+        if params.get("index") is not None:
+            return [(params, label)]
+        return [({**params, "index": t}, f"{label} {t + 1}") for t in range(n_tasks())]
+
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         t = self.params.index
+        if t is None:
+            raise ValueError("teacher: index is unset (the suite planner sets one per row)")
         if t >= len(self.teachers):
             raise ValueError(f"teacher index {t}: there are {len(self.teachers)} teachers")
         logits = self.teachers[t](x).logits

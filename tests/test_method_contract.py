@@ -81,10 +81,15 @@ def nonzero(method) -> set[str]:
 # ------------------------------------------------------------------- every method
 
 
+#: params a method needs to stand alone (a ``teacher`` entry without ``index`` is a fan-out
+#: that the planner turns into one row per teacher: TeacherRow.rows)
+ALONE = {"teacher": {"index": 0}}
+
+
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_method_trains_one_step_and_predicts_the_union(name):
     teachers = make_teachers()
-    method = build(name, teachers)
+    method = build(name, teachers, **ALONE.get(name, {}))
     cls = type(method)
     x = VIEWS.test(tiny_data().images)
     if cls.trains:
@@ -619,3 +624,23 @@ def test_loss_options_are_keyword_only():
         build_common_space("mlp", 12, [16], "raw")
     # spelled out, the same options work
     assert torch.isfinite(inter_contrast(z, [z], distance="cosine", tau=0.5))
+
+
+def test_the_teacher_row_owns_its_fan_out():
+    """``teacher`` without ``index`` is one row per teacher task (asked of the method, not
+    special-cased by the planner); with an index, that teacher alone."""
+    cls = METHODS.get("teacher")
+    asked = []
+
+    def n_tasks():
+        asked.append(1)
+        return 3
+
+    assert cls.rows({"index": None}, "Teacher", n_tasks) == [
+        ({"index": 0}, "Teacher 1"), ({"index": 1}, "Teacher 2"), ({"index": 2}, "Teacher 3")
+    ]  # fmt: skip
+    assert cls.rows({"index": 1}, "T2 alone", n_tasks) == [({"index": 1}, "T2 alone")]
+    assert len(asked) == 1  # the task count is only asked by a fan-out
+    assert METHODS.get("vanilla_kd").rows({"T": 4.0}, "KD", n_tasks) == [({"T": 4.0}, "KD")]
+    with pytest.raises(ValueError, match="index is unset"):
+        build("teacher", make_teachers()).predict(VIEWS.test(tiny_data().images))

@@ -124,6 +124,16 @@ class Method(nn.Module):
         return {k: w for k, w in self.weights().items() if w != 0}
 
     @classmethod
+    def rows(
+        cls, params: dict[str, Any], label: str, n_tasks: Callable[[], int]
+    ) -> list[tuple[dict[str, Any], str]]:
+        """The table rows one configured point of this method makes, each as (validated
+        params, row label): one by default. A method may fan out, as the teacher row does
+        (one row per teacher task); ``n_tasks()`` counts the column's teacher tasks, asked
+        only when called (it may have to load the data)."""
+        return [(params, label)]
+
+    @classmethod
     def objective(cls, params: BaseModel) -> dict[str, float]:
         """The loss terms and their weights for validated ``params``, from
         :attr:`term_weights` (no model built: what the dry-run prints)."""

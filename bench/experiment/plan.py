@@ -316,7 +316,7 @@ def _entry_rows(
     for point in points:
         params, student, optim = resolve_entry(entry, point, suite, where)
         label = study.row if study else _row_label(entry, cls, point)
-        variants = _variants(column, entry, cls, params, label)
+        variants = cls.rows(params, label, lambda: column.n_tasks)
         if cls.trains:
             _check_init(column, student, where)
         sweep = None
@@ -346,19 +346,6 @@ def _entry_rows(
                 sweep=sweep,
             )
             yield _Row(spec, meta)
-
-
-def _variants(
-    column: _Column, entry: MethodConfig, cls, params: dict[str, Any], label: str
-) -> list[tuple[dict[str, Any], str]]:
-    """(params, row label) of each row a point makes: one, or a ``teacher`` entry without
-    an ``index`` makes one row per teacher task."""
-    if entry.name != "teacher" or "index" in entry.params:
-        return [(params, label)]
-    return [
-        ({**params, "index": t}, f"{entry.label or cls.display} {t + 1}")
-        for t in range(column.n_tasks)
-    ]
 
 
 def _check_init(column: _Column, student: ModelConfig, where: str) -> None:
