@@ -97,12 +97,12 @@ class Training:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    plan: SpeedPlan
+    speed_plan: SpeedPlan
     steps_per_epoch: int  # for the global step number of a batch
 
 
 def make_training(
-    method: Method, optim: OptimConfig, steps: int, plan: SpeedPlan, steps_per_epoch: int = 0
+    method: Method, optim: OptimConfig, steps: int, speed_plan: SpeedPlan, steps_per_epoch: int = 0
 ) -> Training:
     """Adam + schedule over ``steps`` steps on the method's trainable parameters: the
     method's own groups and schedule where it declares them, the suite's otherwise."""
@@ -117,7 +117,7 @@ def make_training(
         sched = make_schedule(opt, optim, steps)
     weights = dict(method.active_weights)
     spe = steps_per_epoch or steps  # none given: one epoch of ``steps``
-    return Training(method, weights, opt, sched, plan.make_scaler(), plan, spe)
+    return Training(method, weights, opt, sched, speed_plan.make_scaler(), speed_plan, spe)
 
 
 def check_param_groups(method: Method, groups: list[dict[str, Any]]) -> None:
@@ -132,15 +132,15 @@ def check_param_groups(method: Method, groups: list[dict[str, Any]]) -> None:
 
 
 def make_batch(
-    x, y, method: Method, views: Views, plan: SpeedPlan, device, index=None, epoch=1, step=0
+    x, y, method: Method, views: Views, speed_plan: SpeedPlan, device, index=None, epoch=1, step=0
 ) -> Batch:
     """A host batch -> the method's training views (and sample indices) on the device."""
-    x = plan.to_device(x, device)
+    x = speed_plan.to_device(x, device)
     return Batch(
-        x1=plan.format_input(views.train(x)),
-        x2=plan.format_input(views.train(x)) if method.needs_second_view else None,
-        y=plan.to_device(y, device) if method.uses_labels else None,
-        index=None if index is None else plan.to_device(index, device),
+        x1=speed_plan.format_input(views.train(x)),
+        x2=speed_plan.format_input(views.train(x)) if method.needs_second_view else None,
+        y=speed_plan.to_device(y, device) if method.uses_labels else None,
+        index=None if index is None else speed_plan.to_device(index, device),
         epoch=epoch,
         step=step,
     )
@@ -152,8 +152,8 @@ def train_step(training: Training, batch: Batch) -> tuple[torch.Tensor, dict[str
     detached, on the device: nothing here waits for the device (except fp16's GradScaler,
     which checks for inf per step)."""
     t = training
-    t.plan.begin_step()
-    with t.plan.autocast():  # views (made before) and evaluation stay in float32
+    t.speed_plan.begin_step()
+    with t.speed_plan.autocast():  # views (made before) and evaluation stay in float32
         terms = t.method.compute_terms(batch)
         loss = sum(t.weights[k] * v for k, v in terms.items() if k in t.weights)
     t.opt.zero_grad(set_to_none=True)
@@ -260,7 +260,7 @@ def run_epoch(
     """Train one pass over ``batches``. ``warmup_steps`` > 0: also time the first that many
     steps (one device sync after them). ``bar``: show the running loss every
     :data:`PROGRESS_EVERY` steps (a host sync each)."""
-    method, plan = training.method, training.plan
+    method, speed_plan = training.method, training.speed_plan
     method.train()
     for t in method.teachers:
         t.eval()
@@ -270,10 +270,10 @@ def run_epoch(
     first_step = (epoch - 1) * training.steps_per_epoch
     for i, (x, y, index) in enumerate(batches):
         data_time += time.perf_counter() - waited
-        batch = make_batch(x, y, method, views, plan, device, index, epoch, first_step + i)
+        batch = make_batch(x, y, method, views, speed_plan, device, index, epoch, first_step + i)
         meter.add(*train_step(training, batch))
         if meter.steps == warmup_steps:
-            plan.synchronize(device)
+            speed_plan.synchronize(device)
             warmup_time = time.perf_counter() - start - data_time
         if bar is not None and meter.steps % PROGRESS_EVERY == 0:
             bar.set_postfix(loss=f"{meter.mean_loss():.3f}", step=meter.steps)
@@ -384,7 +384,7 @@ class FitOptions:
     """How the loop runs, the same for every fit of one invocation: built once from
     :class:`bench.engine.options.ExecOptions` (:meth:`~bench.engine.options.ExecOptions.fit_options`).
 
-    ``speed``: the suite's ``speed:`` switches (or a resolved plan); ``auto`` is on for
+    ``speed``: the suite's ``speed:`` switches (or a resolved SpeedPlan); ``auto`` is on for
     CUDA, off on the CPU (:mod:`bench.engine.speed`)."""
 
     device: torch.device = torch.device("cpu")
@@ -393,22 +393,22 @@ class FitOptions:
     speed: SpeedConfig | SpeedPlan | None = None
 
     def plan(self) -> SpeedPlan:
-        """The speed plan these options resolve to on ``device``."""
+        """The SpeedPlan these options resolve to on ``device``."""
         if isinstance(self.speed, SpeedPlan):
             return self.speed
         return resolve_speed(self.speed, self.device, self.num_workers)
 
 
 def start_training(
-    method: Method, optim: OptimConfig, plan: SpeedPlan, train_size: int
+    method: Method, optim: OptimConfig, speed_plan: SpeedPlan, train_size: int
 ) -> Training:
     """Apply ``plan`` to ``method`` (its modules prepared and, with ``compile``, compiled
     once) and build its optimiser and schedule over ``optim.epochs`` epochs."""
-    plan.apply_global()
-    plan.prepare_module(method)
-    plan.compile_models(method)
+    speed_plan.apply_global()
+    speed_plan.prepare_module(method)
+    speed_plan.compile_models(method)
     steps_per_epoch = epoch_steps(train_size, optim.batch_size)
-    return make_training(method, optim, optim.epochs * steps_per_epoch, plan, steps_per_epoch)
+    return make_training(method, optim, optim.epochs * steps_per_epoch, speed_plan, steps_per_epoch)
 
 
 def fit(
@@ -433,20 +433,20 @@ def fit(
     decision (the test curve of ``record_test_curve``: :func:`keep_best` reads val only).
     ``checkpoint``: resume from it when it holds a saved epoch and save to it every
     ``checkpoint.every`` epochs."""
-    device, plan = how.device, how.plan()
-    training = start_training(method, optim, plan, len(train))
+    device, speed_plan = how.device, how.plan()
+    training = start_training(method, optim, speed_plan, len(train))
     result = FitResult()
     resume = Resume(checkpoint, training, generator, result)
     first = resume.restore(optim.epochs, callbacks)
     batches = EpochBatches(train, optim.batch_size, True, generator, drop_last=True,
-                           num_workers=how.num_workers, pin_memory=plan.pin_memory,
-                           persistent_workers=plan.persistent_workers)  # fmt: skip
+                           num_workers=how.num_workers, pin_memory=speed_plan.pin_memory,
+                           persistent_workers=speed_plan.persistent_workers)  # fmt: skip
     probe = health_probe(val, views, device)
     usage = EpochUsage.start(device)
     bar = tqdm(range(first, optim.epochs + 1), desc=desc, leave=False, disable=not how.progress)
     try:
         for epoch in bar:
-            warmup = plan.warmup_steps if plan.compile and epoch == first else 0
+            warmup = speed_plan.warmup_steps if speed_plan.compile and epoch == first else 0
             stats = run_epoch(training, batches, views, device, epoch, warmup, bar if how.progress else None)  # fmt: skip
             result.train_time += stats.epoch_time
             if warmup:

@@ -80,7 +80,7 @@ def loop_steps(name: str):
     meter = LossMeter()
 
     def step():
-        batch = make_batch(x, y, training.method, views, training.plan, DEVICE, index, 1, 0)
+        batch = make_batch(x, y, training.method, views, training.speed_plan, DEVICE, index, 1, 0)
         meter.add(*train_step(training, batch))
 
     return step, meter

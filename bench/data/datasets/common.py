@@ -116,7 +116,7 @@ def augment_defaults(image_size: int, flip: float = 0.5) -> AugmentDefaults:
     return AugmentDefaults(image_size, (0.08, 1.0), flip, 0.4, 0.5, (0.1, 2.0))
 
 
-def mean_std(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalization_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
 
 
@@ -129,7 +129,7 @@ def source(
     load_size: int,
     flip: float = 0.5,
 ) -> SourceData:
-    mean, std = mean_std(channels)
+    mean, std = normalization_stats(channels)
     return SourceData(
         train=train,
         test=test,
