@@ -6,9 +6,32 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from bench.core.errors import BenchError, StorageError
+
+
+class Named:
+    """argparse ``choices`` read from a registry only when asked (the option given, its
+    help or usage shown), so that building the parser imports no plugin's module. Set on
+    the action after ``add_argument``, which would otherwise list them at once."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+        self.names = names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.names()))
+
+    def __contains__(self, value: object) -> bool:
+        return value in list(self.names())
+
+
+def launcher_names() -> list[str]:
+    """``--launcher``: every module of bench.launch registering one (serial, process, ray, ...)."""
+    from bench.launch.launchers import launcher_names as names
+
+    return names()
 
 
 def _add_run(sub) -> None:
@@ -18,7 +41,8 @@ def _add_run(sub) -> None:
     _add_results_device(p)
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the suite's seeds")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
-    p.add_argument("--launcher", choices=["serial", "process", "ray"], default="serial")
+    launcher = p.add_argument("--launcher", default="serial")
+    launcher.choices = Named(launcher_names)  # set after: add_argument would list them now
     p.add_argument(
         "--workers",
         type=int,

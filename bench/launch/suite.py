@@ -27,7 +27,7 @@ from bench.engine.pretrain import get_backbone
 from bench.engine.runtime import resolve_threads, running_at
 from bench.experiment.migrate import migrate
 from bench.experiment.plan import PlannedRun, dose_points, expand, plan_studies, planned_cells
-from bench.launch.local import Slots, launch
+from bench.launch.launchers import Slots, launch
 from bench.tracking import SuiteTracker, one_line
 from bench.tune.suite_studies import protocol_notes, run_studies
 
@@ -87,7 +87,7 @@ def run_suite(
     ``MLFLOW_TRACKING_URI``, else ``<results>/mlflow.db``). Resume: a run key is skipped
     when its ``result.json`` is finished (or was restored from a FINISHED MLflow run);
     anything else runs again, from its checkpoint when ``suite.checkpoint_every`` left one.
-    ``launcher`` / ``workers`` / ``gpus_per_run`` (default: the suite's): :mod:`bench.launch.local`."""
+    ``launcher`` / ``workers`` / ``gpus_per_run`` (default: the suite's): :mod:`bench.launch.launchers`."""
     asked = threads
     threads = resolve_threads(asked, suite.threads, 1 if launcher == "serial" else workers)
     how = Invocation(

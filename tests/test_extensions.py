@@ -1,0 +1,55 @@
+"""Extensions plug in as one new file or folder, with no edit to the framework: a launcher
+module in bench/launch/, a study package in bench/studies/, a suite tracker given to
+run_suite (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import bench.launch
+from bench.cli import build_parser, main
+from bench.core.store import RunStore
+from bench.launch import launchers
+from tests.conftest import tiny_suite, write_suite
+
+INLINE_LAUNCHER = '''
+"""A launcher a newcomer adds: one module, registered by name."""
+
+from bench.launch.launchers import launcher
+
+CALLS = []
+
+
+@launcher("inline")
+def run_inline(runs, options, slots):
+    from bench.launch.local import execute_safely
+
+    for run in runs:
+        CALLS.append(run.key)
+        yield run, execute_safely(run, options)
+'''
+
+
+def test_a_new_launcher_module_is_a_cli_choice_and_runs_a_suite(tmp_path: Path, monkeypatch):
+    package = tmp_path / "launch_ext"
+    package.mkdir()
+    (package / "inline_probe.py").write_text(textwrap.dedent(INLINE_LAUNCHER))
+    monkeypatch.setattr(bench.launch, "__path__", [*bench.launch.__path__, str(package)])
+    monkeypatch.setattr(launchers, "LAUNCHERS", dict(launchers.load_launchers()))
+    try:
+        run = build_parser()._subparsers._group_actions[0].choices["run"]
+        (choice,) = [a for a in run._actions if a.dest == "launcher"]
+        assert list(choice.choices) == ["serial", "process", "ray", "inline"]
+        assert "--launcher {serial,process,ray,inline}" in run.format_help()
+        suite = write_suite(tmp_path / "s.yaml", tiny_suite(methods=[{"name": "teacher"}]))
+        code = main(["run", str(suite), "--launcher", "inline", "--no-mlflow", "--no-progress",
+                     "--results", str(tmp_path / "results")])  # fmt: skip
+        assert code == 0
+        calls = sys.modules["bench.launch.inline_probe"].CALLS
+        assert len(calls) == 2  # the teacher row: one run per teacher task
+        store = RunStore(tmp_path / "results" / "tiny")
+        assert all(store.is_finished(key) for key in calls)
+    finally:
+        sys.modules.pop("bench.launch.inline_probe", None)
