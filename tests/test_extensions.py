@@ -4,14 +4,18 @@ run_suite (docs/architecture.md)."""
 
 from __future__ import annotations
 
+import io
 import sys
 import textwrap
 from pathlib import Path
 
 import bench.launch
 from bench.cli import build_parser, main
+from bench.core.config import validate_suite
 from bench.core.store import RunStore
 from bench.launch import launchers
+from bench.launch.suite import run_suite
+from bench.tracking import SuiteTracker, Tracker, TrackingTarget
 from tests.conftest import tiny_suite, write_suite
 
 INLINE_LAUNCHER = '''
@@ -53,3 +57,42 @@ def test_a_new_launcher_module_is_a_cli_choice_and_runs_a_suite(tmp_path: Path, 
         assert all(store.is_finished(key) for key in calls)
     finally:
         sys.modules.pop("bench.launch.inline_probe", None)
+
+
+class FakeTracker:
+    """A suite tracker that is not MLflow: it keeps what run_suite hands it."""
+
+    opened: list[FakeTracker] = []
+
+    def __init__(self, suite_name, results_root, tracking_uri, params):
+        self.suite_name, self.params = suite_name, params
+        self.target = None  # the runs' processes log nothing: records arrive here
+        self.reconciled, self.records, self.closed = [], {}, []
+        FakeTracker.opened.append(self)
+
+    def reconcile(self, runs, store, out=None):
+        self.reconciled = [r.key for r in runs]
+
+    def record_done(self, run, record):
+        self.records[run.key] = record
+
+    def close(self, status, counts=None, artifacts=(), error=None, base=None):
+        self.closed.append((status, counts, error))
+
+
+def test_a_tracker_implementing_the_protocol_receives_the_suites_runs(tmp_path: Path):
+    FakeTracker.opened.clear()
+    suite = validate_suite(tiny_suite(methods=[{"name": "teacher"}]), "t")
+    outcome = run_suite(suite, tmp_path, progress=False, out=io.StringIO(), tracker=FakeTracker)
+    (tracker,) = FakeTracker.opened
+    assert isinstance(tracker, Tracker)
+    assert tracker.suite_name == "tiny" and tracker.params["launcher"] == "serial"
+    assert sorted(tracker.reconciled) == sorted(tracker.records) == sorted(outcome.ran)
+    assert all(rec.finished for rec in tracker.records.values())
+    assert tracker.closed == [("FINISHED", {"total": 2, "ran": 2, "skipped": 0, "failed": 0}, None)]
+    assert not (tmp_path / "mlflow.db").exists()  # MLflow was never opened
+
+
+def test_the_mlflow_suite_tracker_is_a_tracker(tmp_path: Path):
+    target = TrackingTarget("sqlite:///x.db", "1", "parent", "owner", "tiny")
+    assert isinstance(SuiteTracker(target, tmp_path), Tracker)
