@@ -96,3 +96,45 @@ def test_a_tracker_implementing_the_protocol_receives_the_suites_runs(tmp_path: 
 def test_the_mlflow_suite_tracker_is_a_tracker(tmp_path: Path):
     target = TrackingTarget("sqlite:///x.db", "1", "parent", "owner", "tiny")
     assert isinstance(SuiteTracker(target, tmp_path), Tracker)
+
+
+PROBE_STUDY = '''
+"""A study a newcomer adds: one package, its own sub-command and printed table."""
+
+import pandas as pd
+
+from bench.report.published import Publication, PublishedTable, register
+
+
+def register_commands(sub):
+    p = sub.add_parser("hello", help="greet from the probe study")
+    p.add_argument("name")
+    p.set_defaults(handler=hello)
+
+
+def hello(args):
+    print(f"hello {args.name} from the probe study")
+    return 0
+
+
+def register_published():
+    table = lambda n: PublishedTable(pd.DataFrame(), f"Table {n} of the probe")  # noqa: E731
+    register(Publication("probe", (3,), table))
+'''
+
+
+def test_a_new_study_package_adds_its_own_sub_command(tmp_path: Path, monkeypatch, capsys):
+    import bench.studies
+    from bench.report import published
+
+    (tmp_path / "probe_study").mkdir()
+    (tmp_path / "probe_study" / "__init__.py").write_text(PROBE_STUDY)
+    monkeypatch.setattr(bench.studies, "__path__", [*bench.studies.__path__, str(tmp_path)])
+    monkeypatch.setattr(published, "_PUBLICATIONS", dict(published._PUBLICATIONS))
+    try:
+        assert main(["hello", "newcomer"]) == 0
+        assert capsys.readouterr().out == "hello newcomer from the probe study\n"
+        table = build_parser()._subparsers._group_actions[0].choices["table"]
+        assert "--reference {paper,paper:2,paper:5,probe,probe:3}" in table.format_help()
+    finally:
+        sys.modules.pop("bench.studies.probe_study", None)
