@@ -1,14 +1,46 @@
-"""``python -m bench run|ls|table|power|tune|readings|verdict|data``: thin commands over the
-harness modules."""
+"""``python -m bench run|ls|table|power|tune|data``: thin commands over the harness modules,
+and each study's own sub-commands, found in :mod:`bench.studies`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from bench.core.errors import BenchError, StorageError
+
+
+class Named:
+    """argparse ``choices`` read from a registry only when asked (the option given, its
+    help or usage shown), so that building the parser imports no plugin's module. Set on
+    the action after ``add_argument``, which would otherwise list them at once."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+        self.names = names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.names()))
+
+    def __contains__(self, value: object) -> bool:
+        return value in list(self.names())
+
+
+def launcher_names() -> list[str]:
+    """``--launcher``: every module of bench.launch registering one (serial, process, ray, ...)."""
+    from bench.launch.launchers import launcher_names as names
+
+    return names()
+
+
+def reference_names() -> list[str]:
+    """``--reference``: the printed tables the studies register (bench/studies/<name>)."""
+    from bench.report.published import reference_names as names
+    from bench.studies import register_published
+
+    register_published()
+    return names()
 
 
 def _add_run(sub) -> None:
@@ -18,7 +50,8 @@ def _add_run(sub) -> None:
     _add_results_device(p)
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the suite's seeds")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
-    p.add_argument("--launcher", choices=["serial", "process", "ray"], default="serial")
+    launcher = p.add_argument("--launcher", default="serial")
+    launcher.choices = Named(launcher_names)  # set after: add_argument would list them now
     p.add_argument(
         "--workers",
         type=int,
@@ -113,12 +146,13 @@ def _add_table_layout(p) -> None:
     p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
     p.add_argument("--out", type=Path, default=None, help="write to this file (atomically)")
     p.add_argument("--per-task", action="store_true", help="T1..TN and Merge columns (Table 5)")
-    p.add_argument(
+    reference = p.add_argument(
         "--reference",
-        choices=["paper", "paper:2", "paper:5"],
         default=None,
-        help="add the paper's published numbers (paper = Table 2; paper:5 = Table 5)",
+        help="add a study's published numbers beside the rows: NAME = its first printed "
+        "table, NAME:N = its Table N",
     )
+    reference.choices = Named(reference_names)
     p.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--caption", default=None)
@@ -207,24 +241,6 @@ def _add_tune(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate and describe the study only")
 
 
-def _add_readings(sub) -> None:
-    p = sub.add_parser(
-        "readings",
-        help="render the reproduction study (docs/reproduction.md) from a finished readings suite",
-    )
-    p.add_argument("source", type=Path, help="the study's results dir, e.g. results/readings")
-    p.add_argument(
-        "--out", type=Path, default=None, help="write here (atomically), e.g. docs/reproduction.md"
-    )
-    p.add_argument(
-        "--suite",
-        type=Path,
-        default=None,
-        help="only the runs of this suite file's current plan (e.g. suites/readings.yaml): "
-        "runs of an earlier default left in the directory are ignored",
-    )
-
-
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="check a dataset root against its official distribution")
     actions = p.add_subparsers(dest="action", required=True)
@@ -256,18 +272,6 @@ def _add_data(sub) -> None:
     )
 
 
-def _add_verdict(sub) -> None:
-    p = sub.add_parser(
-        "verdict",
-        help="render the verdict page (docs/verdict.md) from a finished verdict study",
-    )
-    p.add_argument("source", type=Path, help="the study's results dir, e.g. results/verdict_cpu")
-    p.add_argument("--suite", type=Path, required=True, help="its suite file")
-    p.add_argument("--out", type=Path, default=Path("docs/verdict.md"), help="the page")
-    p.add_argument("--candidate", default="CKA (tuned)", help="the row whose claim is judged")
-    p.add_argument("--baseline", default="Vanilla KD (tuned)", help="the row it must beat")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -278,10 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ls(sub)
     _add_table(sub)
     _add_tune(sub)
-    _add_readings(sub)
     _add_power(sub)
-    _add_verdict(sub)
     _add_data(sub)
+    from bench.studies import register_commands  # each study's own (bench/studies/<name>)
+
+    register_commands(sub)
     return parser
 
 
@@ -400,7 +405,9 @@ def cmd_table(args) -> int:
     from bench import report
 
     if args.reference is not None:
-        import bench.studies.cka.paper  # noqa: F401  registers the paper's printed tables
+        from bench.studies import register_published
+
+        register_published()  # the studies' printed tables, for --reference
 
     try:
         if args.mlflow is not None:
@@ -578,35 +585,6 @@ def _print_tuned(outcome) -> int:
     return 0
 
 
-def cmd_readings(args) -> int:
-    from bench.studies.cka import reproduction
-
-    keys = reproduction.plan_keys(args.suite) if args.suite is not None else None
-    try:
-        if args.out is None:
-            print(reproduction.render(args.source, keys))
-        else:
-            print(f"wrote {reproduction.write(args.source, args.out, keys)}")
-    except ValueError as exc:  # no finished runs
-        raise BenchError(f"readings: {exc}") from None
-    return 0
-
-
-def cmd_verdict(args) -> int:
-    from bench.studies.cka import verdict
-
-    if not args.source.is_dir():
-        raise BenchError(f"verdict: {args.source}: no such results directory")
-    try:
-        path = verdict.write(
-            args.source, args.suite, args.out, candidate=args.candidate, baseline=args.baseline
-        )
-    except ValueError as exc:  # no finished runs, unknown row
-        raise BenchError(f"verdict: {exc}") from None
-    print(f"wrote {path}")
-    return 0
-
-
 def cmd_data(args) -> int:
     import yaml
 
@@ -627,11 +605,9 @@ COMMANDS = {
     "ls": cmd_ls,
     "table": cmd_table,
     "tune": cmd_tune,
-    "readings": cmd_readings,
     "power": cmd_power,
-    "verdict": cmd_verdict,
     "data": cmd_data,
-}
+}  # and each study's sub-commands, by their parsers' handler (bench.studies)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -639,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        return handler(args)
     except StorageError as exc:  # full disk, read-only results: not a usage error
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,9 @@
 """How a suite's runs get executed: one frozen :class:`ExecOptions` (what every run needs,
 passed by name) and launchers in one registry, each ``launcher(runs, options, slots)``.
 
+Registered with :func:`bench.launch.launchers.launcher` (the registry, with :class:`Slots`
+and :func:`launch`, re-exported here); another launcher is its own module beside this one.
+
 * ``serial``: one run after another in this process.
 * ``process``: ``slots.workers`` spawned processes run at once. On CUDA every worker
   process owns one of the visible GPUs (``CUDA_VISIBLE_DEVICES`` set before CUDA starts in
@@ -21,11 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from bench.core.config import check_gpus_per_run
 from bench.core.record import RunRecord
 from bench.core.specs import PlannedRun
 from bench.core.store import RunStore
@@ -34,50 +34,17 @@ from bench.engine.options import ExecOptions
 from bench.engine.runtime import default_threads
 from bench.engine.teachers import warm_teachers
 from bench.experiment.runner import execute, failure_record
+from bench.launch.launchers import LAUNCHERS, Launcher, Slots, launch, launcher
 from bench.launch.placement import init_worker, placement, visible_gpus
 from bench.launch.ray_cluster import run_on_ray
 from bench.tracking import RunTracker
 
+__all__ = ["LAUNCHERS", "Launcher", "Record", "Slots", "execute_safely", "launch", "launcher"]
+
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Slots:
-    """How many runs go at once: ``workers`` processes (process launcher); on Ray,
-    ``gpus_per_run`` GPUs per task (0 < g <= 1; 0.5 packs two runs per GPU)."""
-
-    workers: int = 1
-    gpus_per_run: float = 1.0
-
-    def __post_init__(self) -> None:
-        try:
-            check_gpus_per_run(self.gpus_per_run)
-        except ValueError as exc:
-            raise ValueError(f"gpus_per_run: {exc}") from None
-
-
-Record = RunRecord
-Launcher = Callable[[list[PlannedRun], ExecOptions, Slots], Iterator[tuple[PlannedRun, Record]]]
-LAUNCHERS: dict[str, Launcher] = {}
-
-
-def launcher(name: str) -> Callable[[Launcher], Launcher]:
-    def register(fn: Launcher) -> Launcher:
-        LAUNCHERS[name] = fn
-        return fn
-
-    return register
-
-
-def launch(
-    name: str, runs: list[PlannedRun], options: ExecOptions, slots: Slots = Slots()
-) -> Iterator[tuple[PlannedRun, Record]]:
-    """Yield ``(run, record)`` as runs complete, through the launcher called ``name``."""
-    if name not in LAUNCHERS:
-        raise ValueError(f"launcher {name!r} is not one of {', '.join(LAUNCHERS)}")
-    if not runs:
-        return iter(())
-    return LAUNCHERS[name](runs, options, slots)
+Record = RunRecord  # what a launcher yields beside its run
 
 
 # ------------------------------------------------------------------ one run

@@ -27,8 +27,8 @@ from bench.engine.pretrain import get_backbone
 from bench.engine.runtime import resolve_threads, running_at
 from bench.experiment.migrate import migrate
 from bench.experiment.plan import PlannedRun, dose_points, expand, plan_studies, planned_cells
-from bench.launch.local import Slots, launch
-from bench.tracking import SuiteTracker, one_line
+from bench.launch.launchers import Slots, launch
+from bench.tracking import SuiteTracker, Tracker, TrackerOpener, one_line
 from bench.tune.suite_studies import protocol_notes, run_studies
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,9 @@ class Invocation:
     launcher: str
     workers: int
     gpus_per_run: float
-    mlflow: bool
+    mlflow: bool  # track the suite: open_tracker, at tracking_uri
     tracking_uri: str | None
+    open_tracker: TrackerOpener
     progress: bool
     on_record: Callable[[PlannedRun, dict[str, Any]], None] | None
     out: Any  # where the lines go
@@ -75,6 +76,7 @@ def run_suite(
     tracking_uri: str | None = None,
     gpus_per_run: float | None = None,
     threads: int | None = None,
+    tracker: TrackerOpener | None = None,
 ) -> SuiteOutcome:
     """Run every pending run of ``suite`` under ``results_root/<suite name>/``.
 
@@ -87,7 +89,9 @@ def run_suite(
     ``MLFLOW_TRACKING_URI``, else ``<results>/mlflow.db``). Resume: a run key is skipped
     when its ``result.json`` is finished (or was restored from a FINISHED MLflow run);
     anything else runs again, from its checkpoint when ``suite.checkpoint_every`` left one.
-    ``launcher`` / ``workers`` / ``gpus_per_run`` (default: the suite's): :mod:`bench.launch.local`."""
+    ``tracker``: what tracks the suite when ``mlflow`` is on (:class:`bench.tracking.Tracker`;
+    default: :func:`mlflow_tracker`).
+    ``launcher`` / ``workers`` / ``gpus_per_run`` (default: the suite's): :mod:`bench.launch.launchers`."""
     asked = threads
     threads = resolve_threads(asked, suite.threads, 1 if launcher == "serial" else workers)
     how = Invocation(
@@ -97,6 +101,7 @@ def run_suite(
         gpus_per_run=suite.gpus_per_run if gpus_per_run is None else gpus_per_run,
         mlflow=mlflow,
         tracking_uri=tracking_uri,
+        open_tracker=tracker or mlflow_tracker,
         progress=progress,
         on_record=on_record,
         out=out if out is not None else sys.stdout,  # looked up now: pytest swaps it
@@ -127,14 +132,14 @@ def suite_options(
 
 
 def _run_suite(suite: SuiteConfig, options: ExecOptions, how: Invocation) -> SuiteOutcome:
-    """Plan, then run what is pending with the suite's MLflow run open around it."""
+    """Plan, then run what is pending with the suite's tracker (MLflow run) open around it."""
     store = RunStore(options.results_root / suite.name)
     runs = plan_runs(suite, store, options, how)
     outcome = SuiteOutcome(store.suite_dir)
     claims = Claims()
     tracker = None
     if how.mlflow:
-        tracker = open_tracker(suite, runs, options, how.launcher, how.tracking_uri)
+        tracker = open_tracker(suite, runs, options, how)
     try:
         if tracker is not None:
             tracker.reconcile(runs, store, how.out)
@@ -205,25 +210,33 @@ def execute_pending(
     write_tables(store, runs, outcome, suite.reference, notes)
 
 
-def open_tracker(
-    suite: SuiteConfig, runs, options: ExecOptions, launcher: str, uri
-) -> SuiteTracker:
-    """The suite's MLflow parent run (:mod:`bench.tracking`), with the invocation's params."""
-    from bench.report.plots import run_figures  # matplotlib: only when runs are tracked
-
-    return SuiteTracker.open(
+def open_tracker(suite: SuiteConfig, runs, options: ExecOptions, how: Invocation) -> Tracker:
+    """The suite's tracker (``how.open_tracker``), with the invocation's params."""
+    return how.open_tracker(
         suite.name,
         options.results_root,
-        uri,
-        params={
+        how.tracking_uri,
+        {
             "seeds": sorted({r.meta.seed for r in runs}),
             "device": options.device,
-            "launcher": launcher,
+            "launcher": how.launcher,
             "checkpoint_every": suite.checkpoint_every,
             "runs": len(runs),
             "results": str(options.results_root),
         },
-        figures=run_figures,
+    )
+
+
+def mlflow_tracker(
+    suite_name: str, results_root: Path, tracking_uri: str | None, params: dict[str, Any]
+) -> Tracker:
+    """The default suite tracker, chosen here only: the suite's MLflow experiment and the
+    invocation's parent run (:class:`bench.tracking.SuiteTracker`), drawing the figures of
+    the runs it logs from their records."""
+    from bench.report.plots import run_figures  # matplotlib: only when runs are tracked
+
+    return SuiteTracker.open(
+        suite_name, results_root, tracking_uri, params=params, figures=run_figures
     )
 
 
@@ -263,12 +276,12 @@ def claimed(runs, store: RunStore, claims: Claims, outcome: SuiteOutcome, out) -
 @dataclass
 class Recorder:
     """What happens to each record a launcher yields: written to the store (atomic), the
-    run's claim released, logged to MLflow, counted, and one line printed."""
+    run's claim released, handed to the tracker (MLflow), counted, and one line printed."""
 
     store: RunStore
     claims: Claims
     outcome: SuiteOutcome
-    tracker: SuiteTracker | None
+    tracker: Tracker | None
     how: Invocation
 
     def __call__(self, run: PlannedRun, rec: RunRecord) -> None:
@@ -332,7 +345,7 @@ def write_tables(
     outcome.table = table_md.read_text() if table_md.is_file() else str(written or "")
 
 
-def close_tracker(tracker: SuiteTracker, runs, outcome: SuiteOutcome, store: RunStore) -> None:
+def close_tracker(tracker: Tracker, runs, outcome: SuiteOutcome, store: RunStore) -> None:
     """End the parent run: FINISHED, or FAILED when any run failed, with the counts and
     the suite's files as artifacts."""
     n_failed = len(outcome.failed)

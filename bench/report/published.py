@@ -53,12 +53,15 @@ def resolve_reference(reference: str | None) -> PublishedTable | None:
     return publication.table(table)
 
 
-def _choices() -> str:
-    words = [
-        f"'{w}'"
-        for p in _PUBLICATIONS.values()
-        for w in (p.name, *(f"{p.name}:{n}" for n in p.tables))
+def reference_names() -> list[str]:
+    """What ``--reference`` accepts: each registered name, and ``name:N`` per table."""
+    return [
+        w for p in _PUBLICATIONS.values() for w in (p.name, *(f"{p.name}:{n}" for n in p.tables))
     ]
+
+
+def _choices() -> str:
+    words = [f"'{w}'" for w in reference_names()]
     if not words:
         return "the name of a registered publication (none is)"
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
