@@ -40,8 +40,10 @@ def test_a_new_launcher_module_is_a_cli_choice_and_runs_a_suite(tmp_path: Path, 
     package = tmp_path / "launch_ext"
     package.mkdir()
     (package / "inline_probe.py").write_text(textwrap.dedent(INLINE_LAUNCHER))
-    monkeypatch.setattr(bench.launch, "__path__", [*bench.launch.__path__, str(package)])
+    # a copy of the registry first: the probe registers itself into it, not the real one
     monkeypatch.setattr(launchers, "LAUNCHERS", dict(launchers.load_launchers()))
+    monkeypatch.setattr(bench.launch, "__path__", [*bench.launch.__path__, str(package)])
+    launchers.load_launchers()
     try:
         run = build_parser()._subparsers._group_actions[0].choices["run"]
         (choice,) = [a for a in run._actions if a.dest == "launcher"]
