@@ -396,7 +396,9 @@ def cmd_ls(args) -> int:
         print(f"{title}:")
         for name in reg.names():
             obj = reg.get(name)
-            doc = (obj.__doc__ or "").strip().splitlines()
+            # a plugin's class may leave its description to its module's docstring
+            text = obj.__doc__ or getattr(sys.modules.get(obj.__module__), "__doc__", None)
+            doc = (text or "").strip().splitlines()
             print(f"  {name:16} {doc[0] if doc else ''}")
     return 0
 

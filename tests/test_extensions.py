@@ -140,3 +140,16 @@ def test_a_new_study_package_adds_its_own_sub_command(tmp_path: Path, monkeypatc
         assert "--reference {paper,paper:2,paper:5,probe,probe:3}" in table.format_help()
     finally:
         sys.modules.pop("bench.studies.probe_study", None)
+
+
+def test_ls_describes_every_method_dataset_and_model(capsys):
+    """`bench ls` gives each registered plugin a description: its class docstring, else its
+    module's first line (plugins document themselves at the top of their one file)."""
+    from bench.cli import main as cli_main
+
+    assert cli_main(["ls"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    entries = [line.split(maxsplit=1) for line in lines if line.startswith("  ")]
+    assert {"dkd", "layerwise", "vanilla_kd", "digits", "small_cnn"} <= {e[0] for e in entries}
+    assert all(len(e) == 2 and e[1].strip() for e in entries), [e for e in entries if len(e) < 2]
+    assert dict(entries)["vanilla_kd"].startswith("Vanilla KD: the student mimics")
