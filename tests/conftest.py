@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -74,3 +75,16 @@ def sealed_digits():
     yield "digits_sealed_test"
     DATASETS._items.pop("digits_sealed_test", None)
     _load_source_cached.cache_clear()
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports (top-level or lazy, absolute), with each imported name
+    as ``module.name`` too (so a submodule imported by name counts)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names

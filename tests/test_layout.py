@@ -4,10 +4,9 @@ place (docs/architecture.md)."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, imported_modules
 
 #: each framework package and the packages it may import (besides itself).
 MAY_IMPORT = {
@@ -26,16 +25,6 @@ MAY_IMPORT = {
 PLUGIN_LOADER = "bench/experiment/plugins.py"
 
 
-def imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
-
-
 def framework_files() -> list[Path]:
     return sorted((ROOT / "bench").rglob("*.py"))
 
@@ -49,7 +38,7 @@ def test_every_import_points_down_the_flow():
         allowed = MAY_IMPORT[parts[0]] | {parts[0]}
         bad = {
             name
-            for name in imports(path)
+            for name in imported_modules(path)
             if name.startswith("bench.") and name.split(".")[1] not in allowed
         }
         if bad:
@@ -61,7 +50,7 @@ def test_the_framework_loads_plugins_in_one_place():
     importers = {
         str(path.relative_to(ROOT))
         for path in framework_files()
-        if any(n == "methods" or n.startswith("methods.") for n in imports(path))
+        if any(n == "methods" or n.startswith("methods.") for n in imported_modules(path))
     }
     assert PLUGIN_LOADER in importers
     assert {p for p in importers if not p.startswith("bench/studies/")} == {PLUGIN_LOADER}
@@ -77,5 +66,21 @@ def test_at_most_ten_modules_directly_under_bench():
 def test_the_layout_check_sees_an_import_up_the_flow(tmp_path: Path):
     probe = tmp_path / "m.py"
     probe.write_text("def f():\n    from bench.launch.suite import run_suite\n")
-    assert "bench.launch.suite" in imports(probe)
+    assert "bench.launch.suite" in imported_modules(probe)
     assert "launch" not in MAY_IMPORT["engine"]
+
+
+def test_no_module_imports_its_own_package_face():
+    """A package whose ``__init__`` hands on its modules' names closes a circle with any of
+    its modules that imports the package itself (``from bench.report import stats`` inside
+    bench/report): such modules import their siblings by their own names."""
+    wrong = {}
+    for path in framework_files():
+        if path.name == "__init__.py" or path.parent == ROOT / "bench":
+            continue
+        face = ".".join(path.parent.relative_to(ROOT).parts)
+        init = imported_modules(path.parent / "__init__.py")
+        hands_on = any(name.startswith(face + ".") for name in init)
+        if hands_on and face in imported_modules(path):
+            wrong[str(path.relative_to(ROOT))] = face
+    assert wrong == {}

@@ -4,7 +4,6 @@ the modules that only read records (tracking, report, plots never import the run
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import subprocess
@@ -19,7 +18,7 @@ from bench.core.config import validate_suite
 from bench.core.record import InvalidRecord, Metrics, RunRecord, validate_record
 from bench.core.store import RunStore, read_record
 from bench.experiment.plan import expand
-from tests.conftest import ROOT, tiny_suite
+from tests.conftest import ROOT, imported_modules, tiny_suite
 
 GOLDEN = ROOT / "tests" / "golden" / "result_v1.json"  # written by the harness before RunRecord
 
@@ -161,17 +160,6 @@ UPPER = {
     "bench.studies.cka.reproduction",
     "bench.studies.cka.verdict",
 }
-
-
-def imported_modules(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return names
 
 
 def test_tracking_report_and_plots_never_import_up_the_flow():

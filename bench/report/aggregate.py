@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from bench.engine.health import COLLAPSE_DROP, COLLAPSE_FALLS, is_collapsing
-from bench.report import stats
 from bench.report.loading import TASK_PREFIX, task_order
 from bench.report.published import PublishedTable, resolve_reference
+from bench.report.stats import TESTS, PairedTest, compare_to_best
 
 DEFAULT_REFERENCE_METHODS = ("supervised", "teacher")
 MERGE = "Merge"
@@ -161,7 +161,7 @@ class Table:
     marks: dict[tuple, str] = field(default_factory=dict)  # (row, cell key) -> best|second
     daggers: set[tuple] = field(default_factory=set)  # (row, cell key): not sig. different
     failed: dict[tuple, list] = field(default_factory=dict)  # (row, cell key) -> failed seeds
-    tests: dict[tuple, dict[str, stats.PairedTest]] = field(default_factory=dict)
+    tests: dict[tuple, dict[str, PairedTest]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     max_n: int = 0
     per_task: bool = False
@@ -199,7 +199,7 @@ def _significance(
         if best is None or best not in values:
             continue
         others = {r: v for r, v in values.items() if table.marks.get((r, key)) != "best"}
-        results = stats.compare_to_best(others | {best: values[best]}, best, test, alpha)
+        results = compare_to_best(others | {best: values[best]}, best, test, alpha)
         table.tests[key] = results
         for row, res in results.items():
             if res.testable and not res.significant(alpha):
@@ -209,7 +209,7 @@ def _significance(
         return []
     tested = [r for r in results if r.testable]
     reasons = Counter(r.reason for r in results if not r.testable)
-    name = stats.TESTS[test]
+    name = TESTS[test]
     if not tested:
         return [f"{reason[0].upper()}{reason[1:]}; no significance marks." for reason in reasons]
     lines = [
@@ -248,8 +248,8 @@ def build_table(
     """
     if df.empty:
         raise ValueError("no finished runs to tabulate")
-    if stats.TESTS.get(test) is None:
-        raise ValueError(f"unknown test {test!r}; expected one of {sorted(stats.TESTS)}")
+    if TESTS.get(test) is None:
+        raise ValueError(f"unknown test {test!r}; expected one of {sorted(TESTS)}")
     published = resolve_reference(reference)
     table, ranked = _ranked_table(df, metric, per_task, exclude)
     sig_lines = _significance(table, per_seed_values(df, metric, per_task), ranked, test, alpha)

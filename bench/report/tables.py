@@ -114,7 +114,7 @@ def write_suite_tables(
     and ``plots/*.png`` into ``suite_dir``; returns {name: path}. ``planned``: the current
     plan's run key per (row, column, seed) (:func:`drop_superseded`). ``options`` go to
     ``build_table`` (metric, exclude, test, alpha, reference)."""
-    from bench.report import plots
+    from bench.report.plots import write_plots
 
     suite_dir = Path(suite_dir)
     records = read_records(suite_dir)
@@ -137,7 +137,7 @@ def write_suite_tables(
             name = stem + ext
             written[name] = atomic_write_text(suite_dir / name, render(table, fmt, None, None))
     try:
-        for path in plots.write_plots(df, histories_frame(records), suite_dir / "plots"):
+        for path in write_plots(df, histories_frame(records), suite_dir / "plots"):
             written[f"plots/{path.name}"] = path
     except Exception as err:  # a broken plot must not hide the tables
         warnings.warn(f"plots for {suite_dir} failed: {err!r}", stacklevel=2)

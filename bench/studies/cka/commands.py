@@ -47,26 +47,26 @@ def _add_verdict(sub) -> None:
 
 
 def cmd_readings(args) -> int:
-    from bench.studies.cka import reproduction
+    from bench.studies.cka.reproduction import plan_keys, render, write
 
-    keys = reproduction.plan_keys(args.suite) if args.suite is not None else None
+    keys = plan_keys(args.suite) if args.suite is not None else None
     try:
         if args.out is None:
-            print(reproduction.render(args.source, keys))
+            print(render(args.source, keys))
         else:
-            print(f"wrote {reproduction.write(args.source, args.out, keys)}")
+            print(f"wrote {write(args.source, args.out, keys)}")
     except ValueError as exc:  # no finished runs
         raise BenchError(f"readings: {exc}") from None
     return 0
 
 
 def cmd_verdict(args) -> int:
-    from bench.studies.cka import verdict
+    from bench.studies.cka.verdict import write
 
     if not args.source.is_dir():
         raise BenchError(f"verdict: {args.source}: no such results directory")
     try:
-        path = verdict.write(
+        path = write(
             args.source, args.suite, args.out, candidate=args.candidate, baseline=args.baseline
         )
     except ValueError as exc:  # no finished runs, unknown row
